@@ -1,0 +1,52 @@
+"""MAML (Finn et al. 2017, arXiv:1703.03400) and first-order MAML as a detach on the same path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from ..typing import Params
+from ._functional import check_task_type, forward, gradient_descent, module_params, task_loss
+from ._protocol import query_objective
+
+
+@dataclass(frozen=True, eq=False)
+class MAML:
+    """Adapts all parameters by ``inner_steps`` of SGD on the support loss.
+
+    Args:
+        model: the network (parameters are taken from it once, by :meth:`init_params`).
+        task_type: "classification" or "regression".
+        inner_lr: inner-loop step size (0.4 for Omniglot 5-way, 0.01 for sinusoid in the paper).
+        inner_steps: inner steps during meta-training.
+        first_order: FOMAML: no gradient through the inner gradients.
+    """
+
+    model: nn.Module
+    task_type: str = "classification"
+    inner_lr: float = 0.4
+    inner_steps: int = 1
+    first_order: bool = False
+    name: str = "maml"
+
+    def __post_init__(self) -> None:
+        check_task_type(self.task_type)
+
+    def init_params(self) -> Params:
+        return module_params(self.model)
+
+    def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
+        def support_loss(p: Params) -> Tensor:
+            return task_loss(self.task_type, forward(self.model, p, support_x), support_y)
+
+        n = self.inner_steps if steps is None else steps
+        return gradient_descent(support_loss, params, self.inner_lr, n, self.first_order)
+
+    def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
+        return forward(self.model, state, x)
+
+    def objective(
+        self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        return query_objective(self, params, support_x, support_y, query_x, query_y)

@@ -1,0 +1,58 @@
+"""Meta-SGD (Li et al. 2017, arXiv:1707.09835): per-parameter inner learning rates are meta-learned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..typing import Params
+from ._functional import check_task_type, forward, gradient_descent, module_params, subset, task_loss
+from ._protocol import query_objective
+
+LR_PREFIX = "inner_lr"
+
+
+@dataclass(frozen=True, eq=False)
+class MetaSGD:
+    """MAML whose inner step is ``theta - alpha * grad`` with ``alpha`` a learned tensor shaped like each
+    parameter. Meta-parameters: the model's parameters and ``inner_lr.<name>`` for each of them.
+
+    Args:
+        inner_lr: the initial value of every learned learning rate.
+    """
+
+    model: nn.Module
+    task_type: str = "classification"
+    inner_lr: float = 0.4
+    inner_steps: int = 1
+    first_order: bool = False
+    name: str = "metasgd"
+
+    def __post_init__(self) -> None:
+        check_task_type(self.task_type)
+
+    def init_params(self) -> Params:
+        weights = module_params(self.model)
+        rates = {f"{LR_PREFIX}.{k}": torch.full_like(v, self.inner_lr) for k, v in weights.items()}
+        return weights | rates
+
+    @staticmethod
+    def weights(params: Params) -> Params:
+        return {k: v for k, v in params.items() if not k.startswith(LR_PREFIX + ".")}
+
+    def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
+        def support_loss(p: Params) -> Tensor:
+            return task_loss(self.task_type, forward(self.model, p, support_x), support_y)
+
+        n = self.inner_steps if steps is None else steps
+        return gradient_descent(support_loss, self.weights(params), subset(params, LR_PREFIX), n, self.first_order)
+
+    def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
+        return forward(self.model, state, x)
+
+    def objective(
+        self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        return query_objective(self, params, support_x, support_y, query_x, query_y)

@@ -1,0 +1,56 @@
+"""Prototypical Networks (Snell et al. 2017, arXiv:1703.05175)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..typing import Params
+from ._functional import forward, module_params, subset
+from ._protocol import query_objective
+
+
+@dataclass(frozen=True, eq=False)
+class ProtoNet:
+    """Embeds with the model's ``body``; a class's prototype is the mean embedding of its support
+    examples; logits are negative squared Euclidean distances to the prototypes.
+
+    Args:
+        ways: N; class ids in a support set are ``0..ways-1`` (a static size, so it vmaps).
+    """
+
+    model: nn.Module
+    ways: int
+    task_type: str = "classification"
+    name: str = "protonet"
+
+    def __post_init__(self) -> None:
+        if self.task_type != "classification":
+            raise ValueError("ProtoNet is a classifier; use task_type='classification'")
+        if not isinstance(getattr(self.model, "body", None), nn.Module):
+            raise ValueError(f"ProtoNet needs a model with a 'body' sub-module; {type(self.model).__name__} has none")
+
+    def init_params(self) -> Params:
+        return module_params(self.model.body, "body")
+
+    def embed(self, params: Params, x: Tensor) -> Tensor:
+        return forward(self.model.body, subset(params, "body"), x)  # (n, D)
+
+    def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
+        embedded = self.embed(params, support_x)  # (n_support, D)
+        members = (support_y.unsqueeze(0) == torch.arange(self.ways, device=support_y.device).unsqueeze(1))
+        members = members.to(embedded.dtype)  # (N, n_support)
+        prototypes = members @ embedded / members.sum(1, keepdim=True)  # (N, D)
+        return {"prototypes": prototypes}
+
+    def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
+        embedded = self.embed(params, x)  # (n, D)
+        diff = embedded.unsqueeze(1) - state["prototypes"].unsqueeze(0)  # (n, N, D)
+        return -(diff * diff).sum(-1)  # (n, N)
+
+    def objective(
+        self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        return query_objective(self, params, support_x, support_y, query_x, query_y)

@@ -1,0 +1,8 @@
+"""Plain ``nn.Module`` backbones. Every model has a ``body`` (features) and a linear ``head``; none of
+them knows about meta-learning."""
+
+from __future__ import annotations
+
+from ._conv4 import Conv4 as Conv4
+from ._mlp import MLP as MLP
+from ._norm import BatchNorm as BatchNorm

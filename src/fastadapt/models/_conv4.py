@@ -1,0 +1,58 @@
+"""Conv4: the four-block convolutional network of Vinyals et al. 2016 (arXiv:1606.04080), used by
+MAML, ProtoNets, Meta-SGD and Reptile on Omniglot."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ._activations import activation, pool
+from ._norm import BatchNorm
+
+
+class Conv4(nn.Module):
+    """Four blocks of [3x3 conv (padding 1), batch-norm without running statistics, activation, 2x2
+    pooling], then a linear ``head`` over the flattened features.
+
+    Args:
+        in_channels: image channels (1 for Omniglot).
+        out_features: classes (N of N-way).
+        image_size: input height = width (28 for Omniglot, 8 for digits).
+        hidden: filters per block (64 in the papers).
+        pooled_blocks: how many of the 4 blocks pool (small images run out of pixels: 8x8 digits use 3).
+        act: activation name; pool_kind: "max" or "avg" ("tanh" + "avg" give a smooth twin for
+            finite-difference checks).
+
+    Input ``(n, in_channels, image_size, image_size)``; output ``(n, out_features)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_features: int = 5,
+        image_size: int = 28,
+        hidden: int = 64,
+        pooled_blocks: int = 4,
+        act: str = "relu",
+        pool_kind: str = "max",
+    ) -> None:
+        super().__init__()
+        if not 0 <= pooled_blocks <= 4:
+            raise ValueError(f"pooled_blocks must be in 0..4, got {pooled_blocks}")
+        blocks: list[nn.Module] = []
+        size, channels = image_size, in_channels
+        for i in range(4):
+            blocks += [nn.Conv2d(channels, hidden, 3, padding=1), BatchNorm(hidden), activation(act)]
+            if i < pooled_blocks:
+                blocks.append(pool(pool_kind))
+                size //= 2
+            channels = hidden
+        if size < 1:
+            raise ValueError(
+                f"image_size={image_size} is too small for {pooled_blocks} pooling blocks; lower pooled_blocks"
+            )
+        self.body = nn.Sequential(*blocks, nn.Flatten())
+        self.feature_dim = hidden * size * size
+        self.head = nn.Linear(self.feature_dim, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))  # (n, out_features)
