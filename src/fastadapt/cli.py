@@ -1,0 +1,135 @@
+"""The ``fastadapt`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .algorithms import REGISTRY
+from .training import (
+    CheckpointError,
+    ConfigError,
+    Trainer,
+    TrainingError,
+    build_experiment,
+    evaluate_run,
+    resolve_config,
+    shipped_configs,
+)
+
+#: The demo: (shipped config, overrides that fit it in the time budget), evaluated on held-out tasks.
+DEMO = (
+    ("sinusoid_maml", ["training.iterations=1500", "training.val_every=500", "training.checkpoint_every=500"]),
+    ("digits_protonet", []),
+    ("digits_maml", []),
+)
+
+
+def _fail(error: Exception) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="fastadapt")
+def main() -> None:
+    """Meta-learning: train a network on many small tasks so it adapts to a new one from a few examples."""
+
+
+@main.command()
+def algorithms() -> None:
+    """List the algorithms."""
+    for name, entry in REGISTRY.items():
+        click.echo(f"{name:10s} {entry.summary} ({entry.reference})")
+
+
+@main.command()
+def configs() -> None:
+    """List the shipped configs (usable by name in `fastadapt train`)."""
+    for name, path in sorted(shipped_configs().items()):
+        click.echo(f"{name:20s} {path}")
+
+
+def _train(config_name: str, overrides: list[str], run_dir: Path | None, resume: bool, progress: bool) -> Path:
+    config = resolve_config(config_name, overrides)
+    if run_dir is None:
+        run_dir = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume and not (run_dir / "checkpoints" / "last.safetensors").exists():
+        raise CheckpointError(f"--resume: {run_dir} has no checkpoints/last.safetensors to resume from")
+    if not resume and (run_dir / "checkpoints").exists():
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+    Trainer(build_experiment(config), run_dir, progress=progress).run(resume=resume)
+    return run_dir
+
+
+@main.command()
+@click.argument("config")
+@click.argument("overrides", nargs=-1)
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Where to write the run (default runs/NAME-TIME).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train(config: str, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, no_progress: bool) -> None:
+    """Meta-train from CONFIG (a YAML file or a shipped config name) with section.key=value OVERRIDES."""
+    try:
+        out = _train(config, list(overrides), run_dir, resume, not no_progress)
+    except (ConfigError, CheckpointError, TrainingError) as error:
+        _fail(error)
+    click.echo(f"run written to {out}")
+
+
+@main.command("eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--episodes", type=int, help="Test episodes (default: the config's, 600).")
+@click.option("--steps", type=int, help="Inner steps at test time (default: the config's test_steps).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_(run_dir: Path, episodes: int | None, steps: int | None, checkpoint: str, as_json: bool) -> None:
+    """Evaluate a trained run on fixed-seed episodes of its held-out split."""
+    try:
+        result = evaluate_run(run_dir, episodes, steps, checkpoint, progress=not as_json)
+    except (ConfigError, CheckpointError, ValueError) as error:
+        _fail(error)
+    summary = result.summary()
+    click.echo(json.dumps(summary) if as_json else _describe(summary))
+
+
+def _describe(s: dict[str, Any]) -> str:
+    scale = 100.0 if s["metric"] == "accuracy" else 1.0
+    unit = " %" if s["metric"] == "accuracy" else ""
+    task = f"{s['ways']}-way {s['shots']}-shot" if s["ways"] else f"{s['shots']}-shot"
+    line = (f"{s['algorithm']} on {s['dataset']} ({s['split']}, {task}, {s['queries']} queries, "
+            f"{s['episodes']} episodes, seed {s['seed']}): {s['metric']} {s['mean'] * scale:.2f} "
+            f"± {s['ci95'] * scale:.2f}{unit}")
+    if s["mean_before_adaptation"] is not None:
+        line += f" (before adaptation {s['mean_before_adaptation'] * scale:.2f}{unit})"
+    return line
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
+@click.option("--episodes", type=int, default=600, show_default=True, help="Test episodes per result.")
+def demo(as_json: bool, run_dir: Path, episodes: int) -> None:
+    """Meta-train and evaluate MAML on sinusoids and ProtoNet and MAML on digits (embedded data, a few minutes)."""
+    results = []
+    for name, overrides in DEMO:
+        out = run_dir / name
+        if (out / "checkpoints").exists():
+            import shutil
+
+            shutil.rmtree(out)
+        try:
+            _train(name, overrides, out, resume=False, progress=not as_json)
+            result = evaluate_run(out, episodes)
+        except (ConfigError, CheckpointError, TrainingError) as error:
+            _fail(error)
+        results.append(result.summary() | {"run_dir": str(out)})
+        if not as_json:
+            click.echo(_describe(results[-1]))
+    if as_json:
+        click.echo(json.dumps(results, indent=2))

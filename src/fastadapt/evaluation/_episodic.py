@@ -1,0 +1,92 @@
+"""Episodic evaluation with fixed seeds: mean +- 95% CI over test episodes from held-out classes,
+before and after adaptation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..algorithms import Algorithm, task_metric
+from ..tasks import TaskSource
+from ..typing import Params
+from ._stats import mean_ci95
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What an evaluation reports. ``mean_before_adaptation`` is the 0-step score (``None`` for
+    algorithms without an inner loop, such as ProtoNet)."""
+
+    dataset: str
+    algorithm: str
+    split: str
+    ways: int | None
+    shots: int
+    queries: int
+    episodes: int
+    seed: int
+    steps: int | None
+    metric: str
+    mean: float
+    ci95: float
+    mean_before_adaptation: float | None
+    ci95_before_adaptation: float | None
+    per_episode: list[dict[str, float]] = field(repr=False, default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The result without per-episode rows (what ``eval --json`` prints)."""
+        out = asdict(self)
+        del out["per_episode"]
+        return out
+
+
+def _score(algorithm: Algorithm, params: Params, task: Any, steps: int | None) -> float:
+    state = algorithm.adapt(params, task.support_x, task.support_y, steps=steps)
+    with torch.no_grad():
+        outputs = algorithm.predict(params, state, task.query_x)
+    return float(task_metric(algorithm.task_type, outputs, task.query_y))
+
+
+def evaluate(
+    algorithm: Algorithm,
+    params: Params,
+    source: TaskSource,
+    *,
+    episodes: int = 600,
+    seed: int = 1234,
+    steps: int | None = None,
+    labels: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Scores ``algorithm`` on ``episodes`` tasks drawn from ``source`` with a fixed seed.
+
+    Args:
+        params: meta-parameters (not modified; no gradient is kept).
+        steps: inner steps at test time (default: the algorithm's training steps).
+        labels: descriptive fields for the result: dataset, split, ways, shots, queries.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    generator = torch.Generator().manual_seed(seed)
+    params = {k: v.detach() for k, v in params.items()}
+    has_inner_loop = getattr(algorithm, "inner_steps", None) is not None
+    rows: list[dict[str, float]] = []
+    for i in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
+        task = source.sample(generator)
+        row = {"episode": float(i), "after": _score(algorithm, params, task, steps)}
+        if has_inner_loop:
+            row["before"] = _score(algorithm, params, task, 0)
+        rows.append(row)
+    mean, ci = mean_ci95([r["after"] for r in rows])
+    before = mean_ci95([r["before"] for r in rows]) if has_inner_loop else (None, None)
+    info = {"dataset": "", "split": "test", "ways": None, "shots": 0, "queries": 0} | (labels or {})
+    return EvalResult(
+        algorithm=algorithm.name, episodes=episodes, seed=seed,
+        steps=steps if steps is not None else getattr(algorithm, "inner_steps", None),
+        metric="mse" if algorithm.task_type == "regression" else "accuracy",
+        mean=mean, ci95=ci, mean_before_adaptation=before[0], ci95_before_adaptation=before[1],
+        per_episode=rows, **info,
+    )

@@ -1,0 +1,169 @@
+"""Experiment configuration: frozen dataclasses loaded from YAML, with ``key=value`` overrides and
+errors that name the offending key."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"  # digits | sinusoid | linear
+    train_rotations: tuple[int, ...] = ()  # e.g. [0, 90, 180, 270]: rotated training classes are new classes
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    ways: int = 3
+    shots: int = 1
+    queries: int = 15
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "conv4"  # conv4 | mlp
+    widths: tuple[int, ...] = (40, 40)  # mlp hidden widths
+    channels: int = 64  # conv4 filters per block
+    pooled_blocks: int = 4
+    act: str = "relu"
+    pool: str = "max"
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    name: str = "maml"
+    inner_lr: float = 0.4
+    inner_steps: int = 1
+    test_steps: int | None = None  # inner steps at evaluation; default: inner_steps
+    first_order: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    iterations: int = 1000
+    meta_batch_size: int = 16
+    optimizer: str = "adam"  # adam | sgd
+    outer_lr: float = 0.001
+    schedule: str = "constant"  # constant | cosine
+    val_every: int = 100
+    val_episodes: int = 100
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    strategy: str = "auto"  # auto | loop | vmap | chunked
+    chunk_size: int = 8
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    episodes: int = 600
+    seed: int = 1234
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _convert(value: Any, kind: Any, key: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _convert(value, inner, key)
+    if origin is tuple:
+        (item, _) = typing.get_args(kind)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return tuple(_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping of keys, got {value!r}")
+        return _build(kind, value, key)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, str, bool) and type(value) is not kind:
+        raise ConfigError(f"{key} must be of type {kind.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _build(cls: Any, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in hints:
+            path = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"unknown config key '{path}'; valid keys here: {', '.join(names)}")
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Validates and builds a :class:`Config`; missing keys take their defaults."""
+    return _build(Config, values, "")  # type: ignore[no-any-return]
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``section.key=value`` strings (values parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        path, raw = item.split("=", 1)
+        *parents, last = path.strip().split(".")
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{part}' is not a section")
+        node[last] = yaml.safe_load(raw)
+    return values
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:  # type: ignore[assignment]
+    """Loads a YAML config file and applies ``key=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections, not {type(values).__name__}")
+    try:
+        return config_from_dict(apply_overrides(values, list(overrides)))
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def save_config(config: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

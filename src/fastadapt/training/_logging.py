@@ -1,0 +1,77 @@
+"""Run-directory logging: metrics as JSONL, TensorBoard events, and a PNG of the learning curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+METRICS = "metrics.jsonl"
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RunLogger:
+    """Appends metric rows to ``metrics.jsonl`` and mirrors scalars to TensorBoard (``tb/``).
+
+    Args:
+        resume_step: when resuming, rows logged after this step (by the interrupted run, past its last
+            checkpoint) are dropped so the file tells one consistent history.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = run_dir
+        self.path = run_dir / METRICS
+        if resume_step is None:
+            self.path.write_text("")
+        else:
+            kept = [row for row in read_metrics(run_dir) if row["step"] <= resume_step]
+            self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        self._file = self.path.open("a")
+        self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step is not None else None)
+
+    def log(self, split: str, step: int, **values: float) -> None:
+        self._file.write(json.dumps({"split": split, "step": step, **values}) + "\n")
+        self._file.flush()
+        for name, value in values.items():
+            self._tb.add_scalar(f"{split}/{name}", value, step)
+
+    def close(self) -> None:
+        self._file.close()
+        self._tb.close()
+
+
+def plot_curves(run_dir: Path, metric: str) -> Path:
+    """Draws the training loss and the train / validation ``metric`` against step to ``curves.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    for split, style in (("train", "-"), ("val", "o-")):
+        points = [r for r in rows if r["split"] == split]
+        if not points:
+            continue
+        steps = [r["step"] for r in points]
+        if "loss" in points[0]:
+            ax_loss.plot(steps, [r["loss"] for r in points], style, label=split)
+        ax_metric.plot(steps, [r[metric] for r in points], style, label=split)
+    ax_loss.set(xlabel="meta-iteration", ylabel="query loss", title="loss")
+    ax_metric.set(xlabel="meta-iteration", ylabel=metric, title=metric)
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    out = run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

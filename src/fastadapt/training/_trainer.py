@@ -1,0 +1,171 @@
+"""The outer loop: meta-gradient, optimiser step, validation, checkpoints, resume, logging.
+
+Nothing here is global: a run is (experiment, parameters, optimiser state, task-sampling generator,
+step), all saved in each checkpoint, so ``resume`` continues bit-identically. The meta-batch gradient
+is one function call (``meta_gradient``), so a distributed mode can shard the meta-batch and
+all-reduce the gradients without touching the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..algorithms import meta_gradient
+from ..evaluation import EvalResult, evaluate
+from ..typing import Params
+from ._build import Experiment
+from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ._config import save_config
+from ._logging import RunLogger, plot_curves
+
+LAST, BEST = "last.safetensors", "best.safetensors"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss); the message names the step and the last checkpoint."""
+
+
+def _learning_rate(base: float, schedule: str, step: int, total: int) -> float:
+    if schedule == "constant":
+        return base
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
+    raise ValueError(f"unknown training.schedule {schedule!r}; choose 'constant' or 'cosine'")
+
+
+class Trainer:
+    """Meta-trains ``experiment.algorithm`` and writes everything to ``run_dir``."""
+
+    def __init__(self, experiment: Experiment, run_dir: str | Path, progress: bool = True) -> None:
+        self.exp, self.run_dir, self.progress = experiment, Path(run_dir), progress
+        cfg = experiment.config.training
+        self.params: Params = {
+            k: v.to(experiment.device).requires_grad_() for k, v in experiment.algorithm.init_params().items()
+        }
+        if cfg.optimizer == "adam":
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.params.values(), lr=cfg.outer_lr)
+        elif cfg.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(self.params.values(), lr=cfg.outer_lr)
+        else:
+            raise ValueError(f"unknown training.optimizer {cfg.optimizer!r}; choose 'adam' or 'sgd'")
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.best: float | None = None
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def save(self, name: str = LAST) -> Path:
+        tensors = {f"params/{k}": v for k, v in self.params.items()}
+        optim = self.optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for index, slot in optim["state"].items():
+            for key, value in slot.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim/{index}/{key}"] = value
+                else:
+                    scalars.setdefault(str(index), {})[key] = value
+        tensors["rng/tasks"] = self.generator.get_state()
+        state = {
+            "step": self.step, "best": self.best, "param_groups": optim["param_groups"], "optim_scalars": scalars,
+            "config": self.exp.config.to_dict(),
+        }
+        path = self.checkpoint_dir / name
+        save_checkpoint(path, tensors, state)
+        return path
+
+    def restore(self, path: Path) -> None:
+        tensors, state = load_checkpoint(path)
+        missing = [k for k in self.params if f"params/{k}" not in tensors]
+        if missing:
+            raise CheckpointError(f"checkpoint {path} lacks parameters {missing[:5]}: it belongs to another model")
+        with torch.no_grad():
+            for k, p in self.params.items():
+                p.copy_(tensors[f"params/{k}"])
+        slots: dict[int, dict[str, Any]] = {}
+        for name, value in tensors.items():
+            if name.startswith("optim/"):
+                _, index, key = name.split("/", 2)
+                slots.setdefault(int(index), {})[key] = value
+        for index, values in state["optim_scalars"].items():
+            slots.setdefault(int(index), {}).update(values)
+        self.optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
+        self.generator.set_state(tensors["rng/tasks"])
+        self.step, self.best = int(state["step"]), state["best"]
+
+    # -- one meta-iteration ------------------------------------------------------------------
+    def meta_step(self) -> dict[str, float]:
+        """Samples a meta-batch, computes the meta-gradient, applies the optimiser."""
+        cfg = self.exp.config.training
+        batch = self.exp.sources["train"].sample_batch(cfg.meta_batch_size, self.generator).to(self.exp.device)
+        grads, stats = meta_gradient(self.exp.algorithm, self.params, batch, self.exp.strategy, cfg.chunk_size)
+        loss, metric = (float(v) for v in stats.mean(0))
+        if not math.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads.values()):
+            last = self.checkpoint_dir / LAST
+            where = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+            raise TrainingError(
+                f"non-finite loss ({loss}) or gradient at step {self.step + 1}: training stopped; {where}. "
+                "Lower training.outer_lr or algorithm.inner_lr, or check the data for NaN/inf values."
+            )
+        lr = _learning_rate(cfg.outer_lr, cfg.schedule, self.step, cfg.iterations)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        for name, p in self.params.items():
+            p.grad = grads[name]
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": loss, self.exp.metric: metric, "lr": lr}
+
+    def validate(self, episodes: int, seed: int, split: str = "val") -> EvalResult:
+        cfg = self.exp.config
+        return evaluate(
+            self.exp.algorithm, self.params, self.exp.sources[split], episodes=episodes, seed=seed,
+            steps=cfg.algorithm.test_steps,
+            labels={"dataset": cfg.data.dataset, "split": split, "ways": cfg.task.ways if
+                    self.exp.task_type == "classification" else None, "shots": cfg.task.shots,
+                    "queries": cfg.task.queries},
+        )
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.exp.metric == "accuracy" else value < self.best
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Trains to ``training.iterations``; with ``resume`` continues from ``checkpoints/last``."""
+        cfg = self.exp.config.training
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.restore(self.checkpoint_dir / LAST)
+        save_config(self.exp.config, self.run_dir / "config.yaml")
+        logger = RunLogger(self.run_dir, resume_step=self.step if resume else None)
+        bar = tqdm(total=cfg.iterations, initial=self.step, desc="meta-train", disable=not self.progress)
+        val_seed = self.exp.config.evaluation.seed + 1  # validation episodes differ from test episodes
+        try:
+            while self.step < cfg.iterations:
+                row = self.meta_step()
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
+                    logger.log("train", self.step, **row)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", **{self.exp.metric: f"{row[self.exp.metric]:.3f}"})
+                if cfg.val_every and (self.step % cfg.val_every == 0 or self.step == cfg.iterations):
+                    result = self.validate(cfg.val_episodes, val_seed)
+                    logger.log("val", self.step, **{self.exp.metric: result.mean, "ci95": result.ci95})
+                    if self._improved(result.mean):
+                        self.best = result.mean
+                        self.save(BEST)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
+                    self.save(LAST)
+        finally:
+            bar.close()
+            logger.close()
+        plot_curves(self.run_dir, self.exp.metric)
+        return {"run_dir": str(self.run_dir), "step": self.step, "best_val": self.best}

@@ -1,0 +1,67 @@
+"""Configs: every shipped config loads and builds; bad keys and types fail with their names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastadapt.training import ConfigError, build_experiment, load_config, resolve_config, shipped_configs
+
+
+@pytest.mark.parametrize("name", sorted(shipped_configs()))
+def test_every_shipped_config_loads_and_builds(name: str) -> None:
+    config = resolve_config(name)
+    assert config.name == name
+    experiment = build_experiment(config)
+    assert experiment.algorithm.name == config.algorithm.name
+    assert set(experiment.sources) == {"train", "val", "test"}
+
+
+def test_repository_configs_folder_is_the_shipped_one() -> None:
+    repo = Path(__file__).parents[1] / "configs"
+    assert sorted(p.stem for p in repo.glob("*.yaml")) == sorted(shipped_configs())
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("training: {iterations: 5, learning_rate: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'training.learning_rate'; valid keys here: iterations"):
+        load_config(path)
+
+
+def test_unknown_section_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("optimiser: {lr: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'optimiser'"):
+        load_config(path)
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("task: {ways: five}\n")
+    with pytest.raises(ConfigError, match=r"task.ways must be of type int, got 'five' \(str\)"):
+        load_config(path)
+
+
+def test_overrides_apply_and_are_typed(tmp_path: Path) -> None:
+    config = resolve_config("digits_maml", ["training.iterations=7", "algorithm.inner_lr=0.1", "task.shots=5"])
+    assert (config.training.iterations, config.algorithm.inner_lr, config.task.shots) == (7, 0.1, 5)
+    with pytest.raises(ConfigError, match=r"training.iterations must be of type int, got 1.5"):
+        resolve_config("digits_maml", ["training.iterations=1.5"])
+    with pytest.raises(ConfigError, match=r"override 'iterations' is not of the form section.key=value"):
+        resolve_config("digits_maml", ["iterations"])
+
+
+def test_unknown_config_name_lists_shipped() -> None:
+    with pytest.raises(ConfigError, match=r"config 'nope' is neither a file nor a shipped config; shipped: digits_anil"):
+        resolve_config("nope")
+
+
+def test_bad_choices_fail_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'mamll'; choose one of \['anil', 'fomaml'"):
+        build_experiment(resolve_config("digits_maml", ["algorithm.name=mamll"]))
+    with pytest.raises(ConfigError, match=r"model.name=conv4 needs image data, but data.dataset='sinusoid'"):
+        build_experiment(resolve_config("sinusoid_maml", ["model.name=conv4"]))
+    with pytest.raises(ConfigError, match=r"digits train split: ways=5 but this split has only 4 classes"):
+        build_experiment(resolve_config("digits_protonet", ["task.ways=5", "data.train_rotations=[]"]))

@@ -1,0 +1,89 @@
+"""Trainer: resume is bit-identical, NaN stops with a message, run directory contents."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastadapt.training import Trainer, TrainingError, build_experiment, config_from_dict, read_metrics
+
+
+def tiny_config(**training: object) -> object:
+    return config_from_dict(
+        {
+            "name": "tiny",
+            "data": {"dataset": "digits"},
+            "task": {"ways": 3, "shots": 1, "queries": 2},
+            "model": {"name": "conv4", "channels": 4, "pooled_blocks": 3},
+            "algorithm": {"name": "maml", "inner_lr": 0.4, "inner_steps": 1},
+            "training": {"meta_batch_size": 2, "val_every": 5, "val_episodes": 4, "checkpoint_every": 5, "log_every": 1}
+            | training,
+            "evaluation": {"episodes": 10},
+        }
+    )
+
+
+def test_resume_is_bit_identical(tmp_path: Path) -> None:
+    straight = Trainer(build_experiment(tiny_config(iterations=20)), tmp_path / "a", progress=False)
+    straight.run()
+
+    first = Trainer(build_experiment(tiny_config(iterations=10)), tmp_path / "b", progress=False)
+    first.run()
+    resumed = Trainer(build_experiment(tiny_config(iterations=20)), tmp_path / "b", progress=False)
+    resumed.run(resume=True)
+
+    assert resumed.step == 20
+    for name, value in straight.params.items():
+        assert torch.equal(value, resumed.params[name]), name
+    rows_a = [r for r in read_metrics(tmp_path / "a") if r["split"] == "train"]
+    rows_b = [r for r in read_metrics(tmp_path / "b") if r["split"] == "train"]
+    assert [r["step"] for r in rows_b] == list(range(1, 21))
+    assert rows_a == rows_b
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path: Path) -> None:
+    trainer = Trainer(build_experiment(tiny_config(iterations=7)), tmp_path, progress=False)
+    trainer.run()  # checkpoints at 5 and 7
+    trainer.step = 5
+    trainer.save()  # pretend the run died at step 7 with its last checkpoint at step 5
+    resumed = Trainer(build_experiment(tiny_config(iterations=7)), tmp_path, progress=False)
+    resumed.run(resume=True)
+    steps = [r["step"] for r in read_metrics(tmp_path) if r["split"] == "train"]
+    assert steps == list(range(1, 8))
+
+
+def test_run_directory_contents(tmp_path: Path) -> None:
+    Trainer(build_experiment(tiny_config(iterations=5)), tmp_path, progress=False).run()
+    assert (tmp_path / "config.yaml").is_file()
+    assert (tmp_path / "checkpoints" / "last.safetensors").is_file()
+    assert (tmp_path / "checkpoints" / "best.safetensors").is_file()
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    val = [r for r in read_metrics(tmp_path) if r["split"] == "val"]
+    assert len(val) == 1 and 0.0 <= val[0]["accuracy"] <= 1.0
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path: Path) -> None:
+    trainer = Trainer(build_experiment(tiny_config(iterations=10)), tmp_path, progress=False)
+    original = trainer.meta_step
+
+    def poisoned() -> dict[str, float]:
+        if trainer.step == 6:
+            with torch.no_grad():
+                next(iter(trainer.params.values())).fill_(math.nan)
+        return original()
+
+    trainer.meta_step = poisoned  # type: ignore[method-assign]
+    last = tmp_path / "checkpoints" / "last.safetensors"
+    with pytest.raises(
+        TrainingError,
+        match=rf"non-finite loss \(nan\) or gradient at step 7: training stopped; "
+        rf"the last good checkpoint is {last}",
+    ):
+        trainer.run()
+    state = json.loads(last.read_bytes()[8 : 8 + int.from_bytes(last.read_bytes()[:8], "little")])
+    assert json.loads(state["__metadata__"]["state"])["step"] == 5
