@@ -12,7 +12,11 @@ from fastadapt.training import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def write(path: Path) -> dict[str, torch.Tensor]:
-    tensors = {"params/w": torch.randn(4, 3), "params/b": torch.randn(3), "rng/tasks": torch.arange(5, dtype=torch.uint8)}
+    tensors = {
+        "params/w": torch.randn(4, 3),
+        "params/b": torch.randn(3),
+        "rng/tasks": torch.arange(5, dtype=torch.uint8),
+    }
     save_checkpoint(path, tensors, {"step": 12, "best": 0.5})
     return tensors
 

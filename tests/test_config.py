@@ -54,7 +54,9 @@ def test_overrides_apply_and_are_typed(tmp_path: Path) -> None:
 
 
 def test_unknown_config_name_lists_shipped() -> None:
-    with pytest.raises(ConfigError, match=r"config 'nope' is neither a file nor a shipped config; shipped: digits_anil"):
+    with pytest.raises(
+        ConfigError, match=r"config 'nope' is neither a file nor a shipped config; shipped: digits_anil"
+    ):
         resolve_config("nope")
 
 

@@ -23,7 +23,7 @@ from .training import (
 )
 
 #: The demo: (shipped config, overrides that fit it in the time budget), evaluated on held-out tasks.
-DEMO = (
+DEMO: tuple[tuple[str, list[str]], ...] = (
     ("sinusoid_maml", ["training.iterations=1500", "training.val_every=500", "training.checkpoint_every=500"]),
     ("digits_protonet", []),
     ("digits_maml", []),
@@ -102,9 +102,11 @@ def _describe(s: dict[str, Any]) -> str:
     scale = 100.0 if s["metric"] == "accuracy" else 1.0
     unit = " %" if s["metric"] == "accuracy" else ""
     task = f"{s['ways']}-way {s['shots']}-shot" if s["ways"] else f"{s['shots']}-shot"
-    line = (f"{s['algorithm']} on {s['dataset']} ({s['split']}, {task}, {s['queries']} queries, "
-            f"{s['episodes']} episodes, seed {s['seed']}): {s['metric']} {s['mean'] * scale:.2f} "
-            f"± {s['ci95'] * scale:.2f}{unit}")
+    line = (
+        f"{s['algorithm']} on {s['dataset']} ({s['split']}, {task}, {s['queries']} queries, "
+        f"{s['episodes']} episodes, seed {s['seed']}): {s['metric']} {s['mean'] * scale:.2f} "
+        f"± {s['ci95'] * scale:.2f}{unit}"
+    )
     if s["mean_before_adaptation"] is not None:
         line += f" (before adaptation {s['mean_before_adaptation'] * scale:.2f}{unit})"
     return line

@@ -20,8 +20,13 @@ from ._functional import task_loss, task_metric
 
 
 class Algorithm(Protocol):
-    name: str
-    task_type: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def task_type(self) -> str:
+        """ "classification" or "regression"."""
+        ...
 
     def init_params(self) -> Params:
         """Fresh meta-parameters (detached; the trainer makes them leaves that require grad)."""

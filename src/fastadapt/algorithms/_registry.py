@@ -26,7 +26,9 @@ class Entry:
 REGISTRY: dict[str, Entry] = {
     "maml": Entry("MAML, second order", "Finn et al. 2017, arXiv:1703.03400", MAML),
     "fomaml": Entry(
-        "first-order MAML", "Finn et al. 2017, arXiv:1703.03400", lambda **kw: MAML(first_order=True, name="fomaml", **kw)
+        "first-order MAML",
+        "Finn et al. 2017, arXiv:1703.03400",
+        lambda **kw: MAML(first_order=True, name="fomaml", **kw),
     ),
     "anil": Entry("ANIL: only the head adapts", "Raghu et al. 2020, arXiv:1909.09157", ANIL),
     "metasgd": Entry("Meta-SGD: learned per-parameter learning rates", "Li et al. 2017, arXiv:1707.09835", MetaSGD),

@@ -36,20 +36,23 @@ class ANIL:
     def init_params(self) -> Params:
         return module_params(self.model)
 
+    def _part(self, name: str) -> nn.Module:
+        return self.model.get_submodule(name)
+
     def _features(self, params: Params, x: Tensor) -> Tensor:
-        return forward(self.model.body, subset(params, "body"), x)  # (n, feature_dim)
+        return forward(self._part("body"), subset(params, "body"), x)  # (n, feature_dim)
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         features = self._features(params, support_x)  # once, not once per step
 
         def support_loss(head: Params) -> Tensor:
-            return task_loss(self.task_type, forward(self.model.head, head, features), support_y)
+            return task_loss(self.task_type, forward(self._part("head"), head, features), support_y)
 
         n = self.inner_steps if steps is None else steps
         return gradient_descent(support_loss, subset(params, "head"), self.inner_lr, n, self.first_order)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
-        return forward(self.model.head, state, self._features(params, x))
+        return forward(self._part("head"), state, self._features(params, x))
 
     def objective(
         self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor

@@ -33,14 +33,14 @@ class ProtoNet:
             raise ValueError(f"ProtoNet needs a model with a 'body' sub-module; {type(self.model).__name__} has none")
 
     def init_params(self) -> Params:
-        return module_params(self.model.body, "body")
+        return module_params(self.model.get_submodule("body"), "body")
 
     def embed(self, params: Params, x: Tensor) -> Tensor:
-        return forward(self.model.body, subset(params, "body"), x)  # (n, D)
+        return forward(self.model.get_submodule("body"), subset(params, "body"), x)  # (n, D)
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         embedded = self.embed(params, support_x)  # (n_support, D)
-        members = (support_y.unsqueeze(0) == torch.arange(self.ways, device=support_y.device).unsqueeze(1))
+        members = support_y.unsqueeze(0) == torch.arange(self.ways, device=support_y.device).unsqueeze(1)
         members = members.to(embedded.dtype)  # (N, n_support)
         prototypes = members @ embedded / members.sum(1, keepdim=True)  # (N, D)
         return {"prototypes": prototypes}

@@ -84,9 +84,15 @@ def evaluate(
     before = mean_ci95([r["before"] for r in rows]) if has_inner_loop else (None, None)
     info = {"dataset": "", "split": "test", "ways": None, "shots": 0, "queries": 0} | (labels or {})
     return EvalResult(
-        algorithm=algorithm.name, episodes=episodes, seed=seed,
+        algorithm=algorithm.name,
+        episodes=episodes,
+        seed=seed,
         steps=steps if steps is not None else getattr(algorithm, "inner_steps", None),
         metric="mse" if algorithm.task_type == "regression" else "accuracy",
-        mean=mean, ci95=ci, mean_before_adaptation=before[0], ci95_before_adaptation=before[1],
-        per_episode=rows, **info,
+        mean=mean,
+        ci95=ci,
+        mean_before_adaptation=before[0],
+        ci95_before_adaptation=before[1],
+        per_episode=rows,
+        **info,
     )

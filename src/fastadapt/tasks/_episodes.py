@@ -112,6 +112,14 @@ class EpisodeSampler(TaskSource):
                 raise ValueError(f"{name} must be >= {low}, got {value}")
         self.pool, self.ways, self.shots, self.queries = pool, ways, shots, queries
         self.classes = tuple(int(c) for c in classes)
+        unknown = sorted({c for c in self.classes if not 0 <= c < pool.num_classes})
+        if unknown:
+            raise ValueError(
+                f"classes {unknown} are not in the pool, whose class ids are 0..{pool.num_classes - 1}; fix the split"
+            )
+        repeated = sorted({c for c in self.classes if self.classes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"classes {repeated} are listed more than once; list each class once")
         self.transforms: tuple[ClassTransform | None, ...] = tuple(class_transforms) or (None,)
         available = len(self.classes) * len(self.transforms)
         if ways > available:

@@ -11,10 +11,10 @@ from ._config import Config as Config
 from ._config import ConfigError as ConfigError
 from ._config import config_from_dict as config_from_dict
 from ._config import load_config as load_config
-from ._trainer import Trainer as Trainer
-from ._trainer import TrainingError as TrainingError
 from ._logging import read_metrics as read_metrics
 from ._run import evaluate_run as evaluate_run
 from ._run import load_run as load_run
 from ._run import resolve_config as resolve_config
 from ._run import shipped_configs as shipped_configs
+from ._trainer import Trainer as Trainer
+from ._trainer import TrainingError as TrainingError

@@ -47,7 +47,11 @@ def build_sources(config: Config) -> dict[str, TaskSource]:
         for split in ("train", "val", "test"):
             try:
                 samplers[split] = EpisodeSampler(
-                    pool, DIGITS_SPLIT[split], task.ways, task.shots, task.queries,
+                    pool,
+                    DIGITS_SPLIT[split],
+                    task.ways,
+                    task.shots,
+                    task.queries,
                     class_transforms=train_transforms if split == "train" else (),
                 )
             except ValueError as error:
@@ -70,8 +74,9 @@ def build_model(config: Config) -> nn.Module:
     if m.name == "conv4":
         if regression:
             raise ConfigError(f"model.name=conv4 needs image data, but data.dataset={dataset!r}; use model.name=mlp")
-        return Conv4(1, out_features, image_size=8, hidden=m.channels, pooled_blocks=m.pooled_blocks,
-                     act=m.act, pool_kind=m.pool)
+        return Conv4(
+            1, out_features, image_size=8, hidden=m.channels, pooled_blocks=m.pooled_blocks, act=m.act, pool_kind=m.pool
+        )
     raise ConfigError(f"unknown model.name {m.name!r}; choose one of ('conv4', 'mlp')")
 
 

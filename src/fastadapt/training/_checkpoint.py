@@ -61,11 +61,12 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({error}); resume from an earlier checkpoint "
-            "or start a new run"
+            f"checkpoint {path} is corrupt or truncated ({error}); resume from an earlier checkpoint or start a new run"
         ) from None
     if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a fastadapt checkpoint (format {metadata.get('format')!r}, expected {FORMAT!r})")
+        raise CheckpointError(
+            f"{path} is not a fastadapt checkpoint (format {metadata.get('format')!r}, expected {FORMAT!r})"
+        )
     if _digest(tensors, metadata.get("state", "")) != metadata.get("sha256"):
         raise CheckpointError(
             f"checkpoint {path} fails its content check (sha256 mismatch): it was modified or damaged "

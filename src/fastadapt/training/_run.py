@@ -55,7 +55,10 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[Experiment,
 
 
 def evaluate_run(
-    run_dir: str | Path, episodes: int | None = None, steps: int | None = None, checkpoint: str = "best",
+    run_dir: str | Path,
+    episodes: int | None = None,
+    steps: int | None = None,
+    checkpoint: str = "best",
     progress: bool = False,
 ) -> EvalResult:
     """Evaluates a run on its held-out split and writes ``eval/<split>_episodes.jsonl`` and
@@ -65,12 +68,20 @@ def evaluate_run(
     cfg = experiment.config
     split = cfg.evaluation.split
     result = evaluate(
-        experiment.algorithm, params, experiment.sources[split],
-        episodes=episodes or cfg.evaluation.episodes, seed=cfg.evaluation.seed,
-        steps=steps if steps is not None else cfg.algorithm.test_steps, progress=progress,
-        labels={"dataset": cfg.data.dataset, "split": split,
-                "ways": cfg.task.ways if experiment.task_type == "classification" else None,
-                "shots": cfg.task.shots, "queries": cfg.task.queries},
+        experiment.algorithm,
+        params,
+        experiment.sources[split],
+        episodes=episodes or cfg.evaluation.episodes,
+        seed=cfg.evaluation.seed,
+        steps=steps if steps is not None else cfg.algorithm.test_steps,
+        progress=progress,
+        labels={
+            "dataset": cfg.data.dataset,
+            "split": split,
+            "ways": cfg.task.ways if experiment.task_type == "classification" else None,
+            "shots": cfg.task.shots,
+            "queries": cfg.task.queries,
+        },
     )
     out = run_dir / "eval"
     out.mkdir(exist_ok=True)

@@ -74,7 +74,10 @@ class Trainer:
                     scalars.setdefault(str(index), {})[key] = value
         tensors["rng/tasks"] = self.generator.get_state()
         state = {
-            "step": self.step, "best": self.best, "param_groups": optim["param_groups"], "optim_scalars": scalars,
+            "step": self.step,
+            "best": self.best,
+            "param_groups": optim["param_groups"],
+            "optim_scalars": scalars,
             "config": self.exp.config.to_dict(),
         }
         path = self.checkpoint_dir / name
@@ -126,11 +129,19 @@ class Trainer:
     def validate(self, episodes: int, seed: int, split: str = "val") -> EvalResult:
         cfg = self.exp.config
         return evaluate(
-            self.exp.algorithm, self.params, self.exp.sources[split], episodes=episodes, seed=seed,
+            self.exp.algorithm,
+            self.params,
+            self.exp.sources[split],
+            episodes=episodes,
+            seed=seed,
             steps=cfg.algorithm.test_steps,
-            labels={"dataset": cfg.data.dataset, "split": split, "ways": cfg.task.ways if
-                    self.exp.task_type == "classification" else None, "shots": cfg.task.shots,
-                    "queries": cfg.task.queries},
+            labels={
+                "dataset": cfg.data.dataset,
+                "split": split,
+                "ways": cfg.task.ways if self.exp.task_type == "classification" else None,
+                "shots": cfg.task.shots,
+                "queries": cfg.task.queries,
+            },
         )
 
     def _improved(self, value: float) -> bool:
