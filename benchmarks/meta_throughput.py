@@ -1,29 +1,22 @@
 """Meta-batch throughput of each batching strategy, each measured in a fresh process.
 
-Run::
+    python benchmarks/meta_throughput.py [--json] [--keys maml,protonet] [--strategies loop,vmap] [--quick]
+    python benchmarks/meta_throughput.py --profile maml loop     # top ops of one iteration
 
-    python benchmarks/meta_throughput.py            # readable table (10-20 min on a 2-core CPU)
-    python benchmarks/meta_throughput.py --json     # exactly one JSON object on stdout
-    python benchmarks/meta_throughput.py --quick --keys maml,protonet   # smoke run
-    python benchmarks/meta_throughput.py --profile maml loop            # top ops of one iteration
-
-What it measures: one meta-iteration is one ``fastadapt.algorithms.meta_gradient`` call on a whole
-synthetic meta-batch (random tensors, so no data loading is timed). Conv4 keys use Omniglot's shape
-(1x28x28, 5-way 1-shot, 15 queries per class, meta-batch 32, inner lr 0.4); ``maml_sinusoid`` is the
-MLP(1, (40, 40), 1) regression of MAML's paper (K=10, 10 queries, meta-batch 25, inner lr 0.01).
-
-Each key and strategy runs in a fresh worker process (this script with ``--worker KEY STRATEGY``): one
-warm-up iteration, then at least ``--repeats`` timed iterations (more when one takes under 0.1 s, up to
-1 s in all); the median gives s/iter and tasks/s. Peak MB is the worker's peak RSS minus its RSS just
-before the warm-up (VmHWM reset there; ``ru_maxrss`` only where that reset is impossible, as it
-inherits the parent's high-water mark through exec). ``reference`` (MAML keys only) is a plain per-task
-loop of ``torch.autograd.grad`` and ``functional_call`` with no fastadapt algorithm code.
-
-FLOPs per iteration are counted with ``FlopCounterMode`` on the loop strategy only (it over-counts
-grouped/vmapped convolution backward) and used for every strategy of a key. The flop fraction is the
-achieved FLOP/s over the machine's, measured here on Conv4's 64->64 3x3 convolution forward+backward
-(80x64x14x14; Conv4 keys) or on a 1024x1024 matmul (MLP key). Run it on an otherwise idle machine:
-with more busy threads than cores, OpenMP's barriers make small ops up to 100x slower.
+A meta-iteration is one ``fastadapt.algorithms.meta_gradient`` call on a synthetic meta-batch (random
+tensors: no data loading is timed). Conv4 keys: Omniglot's shape (1x28x28, 5-way 1-shot, 15 queries per
+class, meta-batch 32, inner lr 0.4); ``maml_sinusoid``: MAML's MLP(1, (40, 40), 1) regression (K=10, 10
+queries, meta-batch 25, inner lr 0.01). Each key and strategy runs in a fresh worker (this script with
+``--worker KEY STRATEGY``): one warm-up iteration, then the median of at least ``--repeats`` timed ones
+(more when one takes under 0.1 s, up to 1 s in all). Peak MB is the worker's peak RSS minus its RSS just
+before the warm-up (VmHWM, reset there: ``ru_maxrss`` cannot be reset and inherits the parent's
+high-water mark through exec). ``reference`` (MAML keys) is a plain per-task loop of ``autograd.grad``
+and ``functional_call`` without fastadapt algorithm code. FLOPs per iteration are counted with
+``FlopCounterMode`` on the loop strategy only (it over-counts vmapped convolution backward) and used for
+every strategy; the flop fraction is the achieved FLOP/s over the machine's, measured in the parent on
+Conv4's 64->64 3x3 convolution forward+backward at 80x64x14x14 (Conv4 keys) or a 1024^2 matmul (MLP).
+The full run takes ~15 min on 2 cores. Run it on an idle machine: with more busy threads than cores,
+OpenMP's barriers make small ops up to 100x slower (each row reports the load average).
 """
 
 from __future__ import annotations
@@ -257,7 +250,8 @@ def benchmark(keys: list[str], strategies: list[str], repeats: int, timeout: flo
             ref = entry.get("reference", {}).get("tasks_per_s")
             entry["speedup_vs_reference"] = ok[default] / ref if ref and default in ok else None
         report[key] = entry
-    report["machine"] = mach
+    end = machine()  # the machine's speed drifts (shared host, clocks): show how much during the run
+    report["machine"] = mach | {"conv_gflops_end": end["conv_gflops"], "matmul_gflops_end": end["matmul_gflops"]}
     return report
 
 
@@ -269,7 +263,8 @@ def table(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
         f"torch {m['torch']}, {m['threads']} threads; machine: conv {m['conv_gflops']:.1f} GFLOP/s, "
-        f"matmul {m['matmul_gflops']:.1f} GFLOP/s; load average {m['load_avg']:.1f} on {m['cpus']} CPUs",
+        f"matmul {m['matmul_gflops']:.1f} GFLOP/s (at the end: {m['conv_gflops_end']:.1f}, "
+        f"{m['matmul_gflops_end']:.1f}); load average {m['load_avg']:.1f} on {m['cpus']} CPUs",
         f"{'key':<14}{'strategy':<11}{'tasks/s':>9}{'s/iter':>9}{'peak MB':>9}{'RSS MB':>8}"
         f"{'GFLOP/it':>10}{'flop frac':>10}{'load':>6}  mark",
     ]
