@@ -39,6 +39,32 @@ def test_conv4_default_is_the_papers_network() -> None:
     assert model.head.in_features == 64 and model(torch.randn(2, 1, 28, 28)).shape == (2, 5)
 
 
+@pytest.mark.parametrize("act", ["relu", "tanh", "softplus"])
+def test_conv4_pool_first_is_the_papers_block_order(act: str) -> None:
+    """Conv4 pools before the activation (cheaper); with max-pooling and a non-decreasing activation
+    the function and its gradients equal the papers' conv -> batch-norm -> activation -> pool."""
+    model = Conv4(hidden=8, act=act).double()
+    x = torch.randn(6, 1, 28, 28, dtype=torch.float64)
+    activation = {"relu": torch.relu, "tanh": torch.tanh, "softplus": nn.functional.softplus}[act]
+    convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.body if isinstance(m, BatchNorm)]
+
+    def papers(x: torch.Tensor) -> torch.Tensor:
+        for conv, norm in zip(convs, norms, strict=True):
+            x = nn.functional.max_pool2d(activation(norm(conv(x))), 2)
+        return model.head(x.flatten(1))
+
+    ours, reference = model(x), papers(x)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    params = list(model.parameters())
+    for g_ours, g_ref in zip(
+        torch.autograd.grad(ours.square().sum(), params),
+        torch.autograd.grad(reference.square().sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(g_ours, g_ref, rtol=1e-10, atol=1e-12)
+
+
 def test_mlp_shapes_and_flatten() -> None:
     model = MLP(6, (5, 4), 3, act="tanh")
     assert model(torch.randn(7, 2, 3)).shape == (7, 3)
