@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastadapt.training import Trainer, TrainingError, build_experiment, config_from_dict, read_metrics
+from fastadapt.training import CheckpointError, Trainer, TrainingError, build_experiment, config_from_dict, read_metrics
 
 
 def tiny_config(**training: object) -> object:
@@ -87,3 +87,11 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path: Path) -> None:
         trainer.run()
     state = json.loads(last.read_bytes()[8 : 8 + int.from_bytes(last.read_bytes()[:8], "little")])
     assert json.loads(state["__metadata__"]["state"])["step"] == 5
+
+
+def test_resume_with_a_different_model_is_refused(tmp_path: Path) -> None:
+    Trainer(build_experiment(tiny_config(iterations=5)), tmp_path, progress=False).run()
+    changed = config_from_dict(tiny_config(iterations=10).to_dict() | {"model": {"name": "mlp"}})
+    message = r"cannot resume .* with a different model.channels, model.name: these define the run"
+    with pytest.raises(CheckpointError, match=message):
+        Trainer(build_experiment(changed), tmp_path, progress=False).run(resume=True)

@@ -38,6 +38,22 @@ def _learning_rate(base: float, schedule: str, step: int, total: int) -> float:
     raise ValueError(f"unknown training.schedule {schedule!r}; choose 'constant' or 'cosine'")
 
 
+#: Config keys that define a run; resuming with any of them changed is refused.
+_DEFINING = ("data", "task", "model", "algorithm", "training.seed", "training.meta_batch_size", "training.optimizer")
+
+
+def _changed_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+        return out
+
+    a, b = flat(saved), flat(current)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if k.startswith(_DEFINING) and a.get(k) != b.get(k)]
+
+
 class Trainer:
     """Meta-trains ``experiment.algorithm`` and writes everything to ``run_dir``."""
 
@@ -86,6 +102,12 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         tensors, state = load_checkpoint(path)
+        changed = _changed_keys(state.get("config", {}), self.exp.config.to_dict())
+        if changed:
+            raise CheckpointError(
+                f"cannot resume {path} with a different {', '.join(changed)}: these define the run; "
+                "change only training.iterations, logging, validation or checkpoint settings when resuming"
+            )
         missing = [k for k in self.params if f"params/{k}" not in tensors]
         if missing:
             raise CheckpointError(f"checkpoint {path} lacks parameters {missing[:5]}: it belongs to another model")
