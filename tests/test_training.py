@@ -92,6 +92,6 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path: Path) -> None:
 def test_resume_with_a_different_model_is_refused(tmp_path: Path) -> None:
     Trainer(build_experiment(tiny_config(iterations=5)), tmp_path, progress=False).run()
     changed = config_from_dict(tiny_config(iterations=10).to_dict() | {"model": {"name": "mlp"}})
-    message = r"cannot resume .* with a different model.channels, model.name: these define the run"
+    message = r"cannot resume .* with a different model.channels, model.name, model.pooled_blocks: these define\b"
     with pytest.raises(CheckpointError, match=message):
         Trainer(build_experiment(changed), tmp_path, progress=False).run(resume=True)
