@@ -99,3 +99,21 @@ def gradient_descent(
         else:
             fast = {k: v - lr * grads[k] for k, v in fast.items()}
     return fast
+
+
+def fine_tune(
+    model: nn.Module,
+    task_type: str,
+    params: Params,
+    support_x: Tensor,
+    support_y: Tensor,
+    lr: float | Params,
+    steps: int,
+    first_order: bool,
+) -> Params:
+    """``steps`` of gradient descent on the whole model's support loss (MAML, Meta-SGD, Reptile)."""
+
+    def support_loss(p: Params) -> Tensor:
+        return task_loss(task_type, forward(model, p, support_x), support_y)
+
+    return gradient_descent(support_loss, params, lr, steps, first_order)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import check_task_type, forward, gradient_descent, module_params, subset, task_loss
+from ._functional import check_task_type, fine_tune, forward, module_params, subset
 from ._protocol import query_objective
 
 LR_PREFIX = "inner_lr"
@@ -43,11 +43,11 @@ class MetaSGD:
         return {k: v for k, v in params.items() if not k.startswith(LR_PREFIX + ".")}
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
-        def support_loss(p: Params) -> Tensor:
-            return task_loss(self.task_type, forward(self.model, p, support_x), support_y)
-
         n = self.inner_steps if steps is None else steps
-        return gradient_descent(support_loss, self.weights(params), subset(params, LR_PREFIX), n, self.first_order)
+        rates = subset(params, LR_PREFIX)
+        return fine_tune(
+            self.model, self.task_type, self.weights(params), support_x, support_y, rates, n, self.first_order
+        )
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         return forward(self.model, state, x)

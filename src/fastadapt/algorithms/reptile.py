@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import check_task_type, forward, gradient_descent, module_params, task_loss, task_metric
+from ._functional import check_task_type, fine_tune, forward, module_params, task_loss, task_metric
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,11 +35,8 @@ class Reptile:
         return module_params(self.model)
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
-        def support_loss(p: Params) -> Tensor:
-            return task_loss(self.task_type, forward(self.model, p, support_x), support_y)
-
         n = self.inner_steps if steps is None else steps
-        return gradient_descent(support_loss, params, self.inner_lr, n, first_order=True)
+        return fine_tune(self.model, self.task_type, params, support_x, support_y, self.inner_lr, n, True)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         return forward(self.model, state, x)
