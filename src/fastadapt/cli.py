@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .algorithms import REGISTRY
+from .data_cli import data as data_group
 from .training import (
     CheckpointError,
     ConfigError,
@@ -39,6 +40,9 @@ def _fail(error: Exception) -> None:
 @click.version_option(package_name="fastadapt")
 def main() -> None:
     """Meta-learning: train a network on many small tasks so it adapts to a new one from a few examples."""
+
+
+main.add_command(data_group)
 
 
 @main.command()

@@ -1,0 +1,206 @@
+"""Named datasets: where their files come from, what they must hash to, and where they are cached.
+
+The checksums are part of the code (an explicit dict, no registration by import side effects). Files are
+kept byte-identical to the publishers' copies; a file that cannot be byte-identical (a zip repacked by a
+mirror, a folder the user extracted) is accepted when the digest of its content matches (see
+:func:`fastadapt.data.content_digest`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Environment variable naming the cache directory (default ``~/.cache/fastadapt``).
+DATA_ENV = "FASTADAPT_DATA"
+
+
+class DataError(Exception):
+    """A dataset file is missing, unreachable or not what the registry says it should be."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset.
+
+    Attributes:
+        name: the file's name in the dataset's cache directory.
+        urls: the canonical download URL first, then alternatives tried if it is unreachable.
+        bytes: the published size, or None if unknown.
+        md5: published md5 (hex), if any.
+        sha256: published sha256 (hex), if any. Every checksum given must match.
+        content_sha256: for a zip, the digest of its contents (see :func:`content_digest`), so that a
+            repacked zip or an extracted folder can be recognised although its bytes differ.
+        content_suffix: which zip entries / files count as content.
+    """
+
+    name: str
+    urls: tuple[str, ...]
+    bytes: int | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    content_sha256: str | None = None
+    content_suffix: str = ".png"
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError(f"{self.name}: a remote file needs at least one URL")
+        if self.md5 is None and self.sha256 is None:
+            raise ValueError(f"{self.name}: a remote file needs an md5 or a sha256")
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    @property
+    def stem(self) -> str:
+        """The name without ``.zip``: the top folder of the zip, as an extracted folder is named."""
+        return self.name.removesuffix(".zip")
+
+    def expected(self) -> str:
+        """What this file should be, for error messages: size and checksums."""
+        parts = [f"{self.bytes:,} bytes" if self.bytes is not None else "size unpublished"]
+        parts += [f"{algo} {value}" for algo, value in self.checksums().items()]
+        return ", ".join(parts)
+
+    def checksums(self) -> dict[str, str]:
+        """``{"sha256": hex, "md5": hex}`` for the checksums that are known (sha256 first)."""
+        return {algo: value for algo, value in (("sha256", self.sha256), ("md5", self.md5)) if value is not None}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named dataset: its files and the terms under which it may be used."""
+
+    name: str
+    summary: str
+    license: str
+    citation: str
+    files: tuple[RemoteFile, ...] = field(default_factory=tuple)
+
+    @property
+    def bytes(self) -> int | None:
+        """Total published size, or None if some file's size is unpublished."""
+        sizes = [f.bytes for f in self.files]
+        return None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
+
+    def file(self, name: str) -> RemoteFile:
+        for f in self.files:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no file {name!r}; its files are {[f.name for f in self.files]}")
+
+
+_LAKE = "https://github.com/brendenlake/omniglot/raw/master/python/"
+_LAKE_RAW = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+_LAKE_CITE = "Lake, Salakhutdinov & Tenenbaum (2015), Science 350(6266):1332-1338"
+_CLINC = "https://raw.githubusercontent.com/clinc/oos-eval/828f8093932c8fe6ca7936c3d2e52903b1c523de/data/"
+_GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
+_GROUPLENS_LICENSE = "GroupLens research-only licence: no redistribution, no commercial use"
+
+
+def _lake(name: str, size: int, md5: str, content_sha256: str | None = None) -> RemoteFile:
+    return RemoteFile(name, (_LAKE + name, _LAKE_RAW + name), size, md5=md5, content_sha256=content_sha256)
+
+
+#: The datasets fastadapt knows by name. md5 and sizes of the Omniglot zips are the publisher's (they equal
+#: torchvision's ``Omniglot.zips_md5``); the content digests were computed from the per-PNG sha256 list
+#: of all 32,460 images (see :func:`fastadapt.data.content_digest`).
+REGISTRY: dict[str, Dataset] = {
+    "omniglot": Dataset(
+        "omniglot",
+        "Omniglot: 1,623 handwritten characters from 50 alphabets, 20 drawings each (105x105 PNG)",
+        "MIT",
+        _LAKE_CITE,
+        (
+            _lake(
+                "images_background.zip",
+                9_464_212,
+                "68d2efa1b9178cc56df9314c21c6e718",
+                "deaa02f758afda524b3a045c7af40311f2d9ded3e2a39f715ece8470d474bc6a",
+            ),
+            _lake(
+                "images_evaluation.zip",
+                6_462_886,
+                "6b91aef0f799c5bb55b94e3f2daec811",
+                "3d5e035f27423c362bf9a181af649b43cda64c1008f842177ddc5203269c901e",
+            ),
+        ),
+    ),
+    "omniglot-small": Dataset(
+        "omniglot-small",
+        "Omniglot's two small background subsets (136 and 156 characters), the publisher's 'minimal' sets",
+        "MIT",
+        _LAKE_CITE,
+        (
+            _lake("images_background_small1.zip", 1_319_022, "e704a628b5459e08445c13499850abc4"),
+            _lake("images_background_small2.zip", 1_580_917, "b75a71a51d3b13f821f212756fe481fd"),
+        ),
+    ),
+    "clinc150": Dataset(
+        "clinc150",
+        "CLINC150 intents: 150 intents in 10 domains, 100/20/30 utterances each, plus out-of-scope",
+        "CC BY 3.0",
+        "Larson et al. (2019), EMNLP-IJCNLP",
+        (
+            RemoteFile(
+                "data_full.json",
+                (_CLINC + "data_full.json",),
+                2_495_390,
+                md5="30c29dc6ab78edf3b5dfa640be204cde",
+                sha256="36923c3705a59e08fe9c3883d8bc2dd966ef93e22cb78ac41171782a698d56e0",
+            ),
+            RemoteFile(
+                "domains.json",
+                (_CLINC + "domains.json",),
+                3_818,
+                sha256="b947b579d3b8e74b06f93b01083d8efaff2888b43a3e362533bd88a6e1211b3a",
+            ),
+        ),
+    ),
+    "ml-100k": Dataset(
+        "ml-100k",
+        "MovieLens 100K: 100,000 ratings by 943 users of 1,682 movies",
+        _GROUPLENS_LICENSE,
+        "Harper & Konstan (2015), ACM TiiS 5(4)",
+        (
+            RemoteFile(
+                "ml-100k.zip",
+                (_GROUPLENS + "ml-100k.zip",),
+                4_924_029,
+                md5="0e33842e24a9c977be4e0107933c0723",
+                sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+            ),
+        ),
+    ),
+    "ml-1m": Dataset(
+        "ml-1m",
+        "MovieLens 1M: 1,000,209 ratings by 6,040 users of 3,706 movies",
+        _GROUPLENS_LICENSE,
+        "Harper & Konstan (2015), ACM TiiS 5(4)",
+        (RemoteFile("ml-1m.zip", (_GROUPLENS + "ml-1m.zip",), md5="c4d9eecfca2ab87c1945afe126590906"),),
+    ),
+}
+
+
+def get_dataset(name: str | Dataset) -> Dataset:
+    """The registered dataset called ``name`` (a :class:`Dataset` is returned as is)."""
+    if isinstance(name, Dataset):
+        return name
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = sorted(REGISTRY)
+        raise DataError(f"unknown dataset {name!r}; `fastadapt data list` shows the known ones: {known}") from None
+
+
+def data_home() -> Path:
+    """The cache directory: ``$FASTADAPT_DATA`` if set, else ``~/.cache/fastadapt``."""
+    configured = os.environ.get(DATA_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fastadapt"
+
+
+def dataset_dir(name: str | Dataset, root: Path | str | None = None) -> Path:
+    """Where the files of a dataset live: ``<root or data_home()>/<name>``."""
+    return (Path(root) if root is not None else data_home()) / get_dataset(name).name
