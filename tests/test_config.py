@@ -8,10 +8,18 @@ import pytest
 
 from fastadapt.training import ConfigError, build_experiment, load_config, resolve_config, shipped_configs
 
+OMNIGLOT = Path(__file__).parents[2] / "shared" / "data" / "omniglot"
+
 
 @pytest.mark.parametrize("name", sorted(shipped_configs()))
-def test_every_shipped_config_loads_and_builds(name: str) -> None:
-    config = resolve_config(name)
+def test_every_shipped_config_loads_and_builds(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTADAPT_DATA", str(tmp_path))
+    overrides = []
+    if name.startswith("omniglot"):
+        if not (OMNIGLOT / "images_background.zip").is_file():
+            pytest.skip(f"shared data not found at {OMNIGLOT}")
+        overrides = [f"data.root={OMNIGLOT}"]
+    config = resolve_config(name, overrides)
     assert config.name == name
     experiment = build_experiment(config)
     assert experiment.algorithm.name == config.algorithm.name
@@ -67,3 +75,10 @@ def test_bad_choices_fail_with_the_fix() -> None:
         build_experiment(resolve_config("sinusoid_maml", ["model.name=conv4"]))
     with pytest.raises(ConfigError, match=r"digits train split: ways=5 but this split has only 4 classes"):
         build_experiment(resolve_config("digits_protonet", ["task.ways=5", "data.train_rotations=[]"]))
+
+
+def test_missing_omniglot_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTADAPT_DATA", str(tmp_path))
+    message = r"data.dataset=omniglot: images_background.zip is missing: .* run `fastadapt data download omniglot`"
+    with pytest.raises(ConfigError, match=message):
+        build_experiment(resolve_config("omniglot_protonet_5w1s"))

@@ -9,12 +9,21 @@ import torch
 from torch import nn
 
 from ..algorithms import Algorithm, build_algorithm, default_strategy
-from ..data import DIGITS_SPLIT, load_digits_pool
+from ..data import DIGITS_SPLIT, DataError, load_digits_pool, load_omniglot, omniglot_vinyals_split
 from ..models import MLP, Conv4
-from ..tasks import EpisodeSampler, LinearTasks, SinusoidTasks, TaskSource, rotations
+from ..tasks import (
+    ClassSplit,
+    ClassTransform,
+    EpisodeSampler,
+    LabelledPool,
+    LinearTasks,
+    SinusoidTasks,
+    TaskSource,
+    rotations,
+)
 from ._config import Config, ConfigError
 
-DATASETS = ("digits", "sinusoid", "linear")
+DATASETS = ("digits", "omniglot", "sinusoid", "linear")
 REGRESSION = ("sinusoid", "linear")
 
 
@@ -38,25 +47,35 @@ class Experiment:
         return "mse" if self.task_type == "regression" else "accuracy"
 
 
+def _episode_samplers(
+    config: Config, pool: LabelledPool, split: ClassSplit, transforms: dict[str, tuple[ClassTransform, ...]]
+) -> dict[str, TaskSource]:
+    task = config.task
+    samplers: dict[str, TaskSource] = {}
+    for part in ("train", "val", "test"):
+        try:
+            samplers[part] = EpisodeSampler(
+                pool, split[part], task.ways, task.shots, task.queries, class_transforms=transforms.get(part, ())
+            )
+        except ValueError as error:
+            raise ConfigError(f"{config.data.dataset} {part} split: {error}") from None
+    return samplers
+
+
 def build_sources(config: Config) -> dict[str, TaskSource]:
     data, task = config.data, config.task
     if data.dataset == "digits":
-        pool = load_digits_pool()
-        train_transforms = rotations(*data.train_rotations) if data.train_rotations else ()
-        samplers: dict[str, TaskSource] = {}
-        for split in ("train", "val", "test"):
-            try:
-                samplers[split] = EpisodeSampler(
-                    pool,
-                    DIGITS_SPLIT[split],
-                    task.ways,
-                    task.shots,
-                    task.queries,
-                    class_transforms=train_transforms if split == "train" else (),
-                )
-            except ValueError as error:
-                raise ConfigError(f"digits {split} split: {error}") from None
-        return samplers
+        train = rotations(*data.train_rotations) if data.train_rotations else ()
+        return _episode_samplers(config, load_digits_pool(), DIGITS_SPLIT, {"train": train})
+    if data.dataset == "omniglot":
+        # Vinyals et al. 2016: every character's four rotations are four classes, in every split.
+        try:
+            pool = load_omniglot(data.root, data.image_size, progress=False)
+        except DataError as error:
+            raise ConfigError(f"data.dataset=omniglot: {error}") from None
+        quarter_turns = rotations(0, 90, 180, 270)
+        split = omniglot_vinyals_split(pool.class_names)
+        return _episode_samplers(config, pool, split, dict.fromkeys(("train", "val", "test"), quarter_turns))
     if data.dataset in REGRESSION:
         family = SinusoidTasks if data.dataset == "sinusoid" else LinearTasks
         source = family(shots=task.shots, queries=task.queries)
@@ -68,14 +87,20 @@ def build_model(config: Config) -> nn.Module:
     m, dataset = config.model, config.data.dataset
     regression = dataset in REGRESSION
     out_features = 1 if regression else config.task.ways
+    image_size = {"digits": 8, "omniglot": config.data.image_size}.get(dataset, 0)
     if m.name == "mlp":
-        in_features = 1 if regression else 64
-        return MLP(in_features, m.widths, out_features, act=m.act)
+        return MLP(image_size * image_size or 1, m.widths, out_features, act=m.act)
     if m.name == "conv4":
         if regression:
             raise ConfigError(f"model.name=conv4 needs image data, but data.dataset={dataset!r}; use model.name=mlp")
         return Conv4(
-            1, out_features, image_size=8, hidden=m.channels, pooled_blocks=m.pooled_blocks, act=m.act, pool_kind=m.pool
+            1,
+            out_features,
+            image_size=image_size,
+            hidden=m.channels,
+            pooled_blocks=m.pooled_blocks,
+            act=m.act,
+            pool_kind=m.pool,
         )
     raise ConfigError(f"unknown model.name {m.name!r}; choose one of ('conv4', 'mlp')")
 

@@ -19,8 +19,10 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "digits"  # digits | sinusoid | linear
-    train_rotations: tuple[int, ...] = ()  # e.g. [0, 90, 180, 270]: rotated training classes are new classes
+    dataset: str = "digits"  # digits | omniglot | sinusoid | linear
+    train_rotations: tuple[int, ...] = ()  # digits: e.g. [0, 90, 180, 270], rotated training classes are new classes
+    root: str | None = None  # omniglot: folder with the two zips (default: the verified copies in the cache)
+    image_size: int = 28  # omniglot: images are resized to image_size x image_size
 
 
 @dataclass(frozen=True)
