@@ -1,8 +1,10 @@
-"""Shared fixtures: a fixed seed for every test and synthetic meta-batches."""
+"""Shared fixtures: a fixed seed and an isolated data cache for every test, the shared real data, and
+synthetic meta-batches."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +19,29 @@ MakeBatch = Callable[..., TaskBatch]
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+#: Real datasets: a copy of the project's shared/ folder lies beside the repository (and beside CI's clone).
+SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the user's cache or reaches a mirror."""
+    monkeypatch.setenv("FASTADAPT_DATA", str(tmp_path / "cache"))
+    monkeypatch.delenv("FASTADAPT_MIRROR", raising=False)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "omniglot" / "images_background.zip").is_file():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (expected a copy of shared/ beside the clone)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def omniglot_dir(shared_data: Path) -> Path:
+    return shared_data / "omniglot"
 
 
 @pytest.fixture

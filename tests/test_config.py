@@ -8,17 +8,12 @@ import pytest
 
 from fastadapt.training import ConfigError, build_experiment, load_config, resolve_config, shipped_configs
 
-OMNIGLOT = Path(__file__).parents[2] / "shared" / "data" / "omniglot"
-
 
 @pytest.mark.parametrize("name", sorted(shipped_configs()))
-def test_every_shipped_config_loads_and_builds(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FASTADAPT_DATA", str(tmp_path))
+def test_every_shipped_config_loads_and_builds(name: str, request: pytest.FixtureRequest) -> None:
     overrides = []
     if name.startswith("omniglot"):
-        if not (OMNIGLOT / "images_background.zip").is_file():
-            pytest.skip(f"shared data not found at {OMNIGLOT}")
-        overrides = [f"data.root={OMNIGLOT}"]
+        overrides = [f"data.root={request.getfixturevalue('omniglot_dir')}"]
     config = resolve_config(name, overrides)
     assert config.name == name
     experiment = build_experiment(config)
@@ -77,8 +72,7 @@ def test_bad_choices_fail_with_the_fix() -> None:
         build_experiment(resolve_config("digits_protonet", ["task.ways=5", "data.train_rotations=[]"]))
 
 
-def test_missing_omniglot_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FASTADAPT_DATA", str(tmp_path))
+def test_missing_omniglot_names_the_fix() -> None:  # the data cache is an empty temporary folder
     message = r"data.dataset=omniglot: images_background.zip is missing: .* run `fastadapt data download omniglot`"
     with pytest.raises(ConfigError, match=message):
         build_experiment(resolve_config("omniglot_protonet_5w1s"))

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from fastadapt.data import (
     DATA_ENV,
-    MIRROR_ENV,
     REGISTRY,
     ChecksumError,
     DataError,
@@ -32,20 +31,6 @@ from fastadapt.data_cli import data
 
 OMNIGLOT = REGISTRY["omniglot"]
 SMALL = REGISTRY["omniglot-small"]
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    path = Path(__file__).parents[2] / "shared" / "data"
-    if not (path / "omniglot" / "images_background.zip").is_file():
-        pytest.skip(f"shared data not found at {path} (expected a copy of shared/ beside the clone)")
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DATA_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
 
 
 def run(*args: str) -> tuple[int, str, str]:

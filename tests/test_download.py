@@ -34,20 +34,6 @@ SMALL = REGISTRY["omniglot-small"]
 SMALL1 = SMALL.file("images_background_small1.zip")
 
 
-@pytest.fixture
-def shared_data() -> Path:
-    path = Path(__file__).parents[2] / "shared" / "data"
-    if not (path / "omniglot" / SMALL1.name).is_file():
-        pytest.skip(f"shared data not found at {path} (expected a copy of shared/ beside the clone)")
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FASTADAPT_DATA", str(tmp_path / "cache"))
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
-
-
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass

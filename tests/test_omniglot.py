@@ -11,8 +11,6 @@ import torch
 
 import fastadapt.data._omniglot as omniglot_module
 from fastadapt.data import (
-    DATA_ENV,
-    MIRROR_ENV,
     DataError,
     import_files,
     load_omniglot,
@@ -21,20 +19,6 @@ from fastadapt.data import (
     omniglot_vinyals_split,
 )
 from fastadapt.tasks import EpisodeSampler, rotations
-
-
-@pytest.fixture
-def omniglot_dir() -> Path:
-    path = Path(__file__).parents[2] / "shared" / "data" / "omniglot"
-    if not (path / "images_background_small1.zip").is_file():
-        pytest.skip(f"shared data not found at {path} (expected a copy of shared/ beside the clone)")
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DATA_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
 
 
 def _no_decoding(*args: object) -> None:
