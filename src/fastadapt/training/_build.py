@@ -46,6 +46,18 @@ class Experiment:
     def metric(self) -> str:
         return "mse" if self.task_type == "regression" else "accuracy"
 
+    def labels(self, split: str) -> dict[str, Any]:
+        """What an evaluation on ``split`` reports about the data: dataset, split, ways, shots, queries."""
+        task = self.config.task
+        ways = task.ways if self.task_type == "classification" else None
+        return {
+            "dataset": self.config.data.dataset,
+            "split": split,
+            "ways": ways,
+            "shots": task.shots,
+            "queries": task.queries,
+        }
+
 
 def _episode_samplers(
     config: Config, pool: LabelledPool, split: ClassSplit, transforms: dict[str, tuple[ClassTransform, ...]]

@@ -75,13 +75,7 @@ def evaluate_run(
         seed=cfg.evaluation.seed,
         steps=steps if steps is not None else cfg.algorithm.test_steps,
         progress=progress,
-        labels={
-            "dataset": cfg.data.dataset,
-            "split": split,
-            "ways": cfg.task.ways if experiment.task_type == "classification" else None,
-            "shots": cfg.task.shots,
-            "queries": cfg.task.queries,
-        },
+        labels=experiment.labels(split),
     )
     out = run_dir / "eval"
     out.mkdir(exist_ok=True)

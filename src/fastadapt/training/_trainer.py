@@ -157,13 +157,7 @@ class Trainer:
             episodes=episodes,
             seed=seed,
             steps=cfg.algorithm.test_steps,
-            labels={
-                "dataset": cfg.data.dataset,
-                "split": split,
-                "ways": cfg.task.ways if self.exp.task_type == "classification" else None,
-                "shots": cfg.task.shots,
-                "queries": cfg.task.queries,
-            },
+            labels=self.exp.labels(split),
         )
 
     def _improved(self, value: float) -> bool:
