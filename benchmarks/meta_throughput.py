@@ -164,7 +164,13 @@ def worker(key: str, strategy: str, repeats: int) -> dict[str, Any]:
 
 def spawn(key: str, strategy: str, repeats: int, timeout: float) -> dict[str, Any]:
     """Runs ``worker`` in a fresh process; failures and time-outs become an ``error`` entry."""
-    cmd = [sys.executable, __file__, "--worker", key, strategy, "--repeats", str(repeats)]
+    return run_worker(__file__, [key, strategy, "--repeats", str(repeats)], timeout)
+
+
+def run_worker(script: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Runs ``script --worker ARGS`` in a fresh process and reads its ``RESULT {json}`` line; failures
+    and time-outs become an ``error`` entry."""
+    cmd = [sys.executable, script, "--worker", *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from torch import Tensor, nn
 
 from fastadapt.algorithms import meta_gradient
 from fastadapt.tasks import TaskBatch
-from meta_throughput import reset_peak, setup, status_mb
+from meta_throughput import reset_peak, run_worker, setup, status_mb
 
 CONFIGS = {"maml_so": "maml", "maml_fo": "fomaml"}  # -> meta_throughput keys (1 inner step, lr 0.4)
 LIBRARIES = ("fastadapt", "learn2learn", "higher")
@@ -80,15 +79,7 @@ def worker(config: str, library: str, repeats: int) -> dict[str, Any]:
 
 
 def spawn(config: str, library: str, repeats: int, timeout: float) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", config, library, "--repeats", str(repeats)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit code {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_worker(__file__, [config, library, "--repeats", str(repeats)], timeout)
 
 
 def available(library: str) -> str | None:
@@ -118,7 +109,7 @@ def main() -> None:
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "LIBRARY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.repeats)))
+        print("RESULT " + json.dumps(worker(*args.worker, args.repeats)))
         return
     report: dict[str, Any] = {}
     for config in CONFIGS:
