@@ -108,3 +108,31 @@ def test_short_demo_beats_chance_and_no_adaptation(tmp_path: Path) -> None:
             assert result["mean"] + result["ci95"] < result["mean_before_adaptation"] - result["ci95_before_adaptation"]
         else:
             assert result["mean"] - result["ci95"] > 1 / 3 + 0.05, result
+
+
+def test_protonet_trains_on_more_ways_and_tests_at_others(tmp_path: Path) -> None:
+    """task.train_ways gives ProtoNet wider training episodes (Snell et al. train 60-way, test 5/20-way);
+    eval --ways/--shots test one run in several settings and keep each setting's files apart."""
+    run_dir = tmp_path / "run"
+    args = ["train", "digits_protonet", *TINY, "task.train_ways=5", "task.train_queries=2", "--run-dir", str(run_dir)]
+    code, _, err = run(*args, "--no-progress")
+    assert code == 0, err
+    code, out, err = run("eval", str(run_dir), "--episodes", "5", "--ways", "2", "--shots", "3", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["ways"], result["shots"], result["episodes"]) == (2, 3, 5)
+    assert len((run_dir / "eval" / "test_2w3s_episodes.jsonl").read_text().splitlines()) == 5
+    assert json.loads((run_dir / "eval" / "test_2w3s_summary.json").read_text())["ways"] == 2
+
+
+def test_other_ways_are_refused_where_the_head_is_sized_by_them(tmp_path: Path) -> None:
+    code, _, err = run("train", "digits_maml", *TINY, "task.train_ways=5", "--run-dir", str(tmp_path / "a"))
+    assert code == 2
+    assert "task.train_ways=5 differs from task.ways=3, but maml's output layer has one unit per way" in err
+
+    run_dir = tmp_path / "b"
+    code, _, err = run("train", "digits_maml", *TINY, "--run-dir", str(run_dir), "--no-progress")
+    assert code == 0, err
+    code, _, err = run("eval", str(run_dir), "--ways", "2")
+    assert code == 2
+    assert "--ways 2: this maml run was trained with task.ways=3 and its output layer has 3 units" in err

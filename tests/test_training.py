@@ -95,3 +95,27 @@ def test_resume_with_a_different_model_is_refused(tmp_path: Path) -> None:
     message = r"cannot resume .* with a different model.channels, model.name, model.pooled_blocks: these define\b"
     with pytest.raises(CheckpointError, match=message):
         Trainer(build_experiment(changed), tmp_path, progress=False).run(resume=True)
+
+
+def test_training_episodes_take_train_ways_and_train_queries() -> None:
+    config = config_from_dict(
+        {
+            "data": {"dataset": "digits", "train_rotations": [0, 90]},
+            "task": {"ways": 3, "shots": 2, "queries": 4, "train_ways": 6, "train_queries": 1},
+            "model": {"name": "conv4", "channels": 4, "pooled_blocks": 3},
+            "algorithm": {"name": "protonet"},
+        }
+    )
+    experiment = build_experiment(config)
+    generator = torch.Generator().manual_seed(0)
+    train = experiment.sources["train"].sample(generator)  # type: ignore[attr-defined]
+    test = experiment.sources["test"].sample(generator)  # type: ignore[attr-defined]
+    assert train.support_y.tolist() == [c for c in range(6) for _ in range(2)]
+    assert train.query_y.tolist() == list(range(6))
+    assert test.support_y.tolist() == [c for c in range(3) for _ in range(2)]
+    assert test.query_y.tolist() == [c for c in range(3) for _ in range(4)]
+    assert experiment.train_algorithm.ways == 6 and experiment.algorithm.ways == 3  # type: ignore[attr-defined]
+    params = experiment.algorithm.init_params()
+    assert experiment.train_algorithm.objective(params, train.support_x, train.support_y, train.query_x, train.query_y)[
+        0
+    ].isfinite()

@@ -91,11 +91,21 @@ def train(config: str, overrides: tuple[str, ...], run_dir: Path | None, resume:
 @click.option("--episodes", type=int, help="Test episodes (default: the config's, 600).")
 @click.option("--steps", type=int, help="Inner steps at test time (default: the config's test_steps).")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--ways", type=click.IntRange(min=2), help="Test N-way episodes (protonet runs; default: trained N).")
+@click.option("--shots", type=click.IntRange(min=1), help="Test K-shot episodes (default: the trained K).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_(run_dir: Path, episodes: int | None, steps: int | None, checkpoint: str, as_json: bool) -> None:
+def eval_(
+    run_dir: Path,
+    episodes: int | None,
+    steps: int | None,
+    checkpoint: str,
+    ways: int | None,
+    shots: int | None,
+    as_json: bool,
+) -> None:
     """Evaluate a trained run on fixed-seed episodes of its held-out split."""
     try:
-        result = evaluate_run(run_dir, episodes, steps, checkpoint, progress=not as_json)
+        result = evaluate_run(run_dir, episodes, steps, checkpoint, progress=not as_json, ways=ways, shots=shots)
     except (ConfigError, CheckpointError, ValueError) as error:
         _fail(error)
     summary = result.summary()

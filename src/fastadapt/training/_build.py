@@ -37,6 +37,7 @@ class Experiment:
     sources: dict[str, TaskSource]  # "train", "val", "test"
     strategy: str
     device: torch.device
+    train_algorithm: Algorithm  # ``algorithm`` itself unless training episodes have other ways (ProtoNet)
 
     @property
     def task_type(self) -> str:
@@ -65,9 +66,13 @@ def _episode_samplers(
     task = config.task
     samplers: dict[str, TaskSource] = {}
     for part in ("train", "val", "test"):
+        ways, queries = task.ways, task.queries
+        if part == "train":
+            ways = task.train_ways or ways
+            queries = task.train_queries or queries
         try:
             samplers[part] = EpisodeSampler(
-                pool, split[part], task.ways, task.shots, task.queries, class_transforms=transforms.get(part, ())
+                pool, split[part], ways, task.shots, queries, class_transforms=transforms.get(part, ())
             )
         except ValueError as error:
             raise ConfigError(f"{config.data.dataset} {part} split: {error}") from None
@@ -139,8 +144,18 @@ def build_experiment(config: Config) -> Experiment:
         algorithm = build_algorithm(config.algorithm.name, model, **algorithm_options(config, task_type))
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    train_algorithm = algorithm
+    train_ways = config.task.train_ways
+    if train_ways is not None and train_ways != config.task.ways:
+        if config.algorithm.name != "protonet":
+            raise ConfigError(
+                f"task.train_ways={train_ways} differs from task.ways={config.task.ways}, but "
+                f"{config.algorithm.name}'s output layer has one unit per way; remove task.train_ways "
+                "(only protonet trains on more ways than it is tested on)"
+            )
+        train_algorithm = build_algorithm("protonet", model, ways=train_ways)
     device = torch.device(config.training.device)
     strategy = config.training.strategy
     if strategy == "auto":
         strategy = default_strategy(model, device)
-    return Experiment(config, model.to(device), algorithm, sources, strategy, device)
+    return Experiment(config, model.to(device), algorithm, sources, strategy, device, train_algorithm)

@@ -30,6 +30,8 @@ class TaskConfig:
     ways: int = 3
     shots: int = 1
     queries: int = 15
+    train_ways: int | None = None  # ways of training episodes (ProtoNet only); default: ways
+    train_queries: int | None = None  # queries per class in training episodes; default: queries
 
 
 @dataclass(frozen=True)

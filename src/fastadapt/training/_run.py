@@ -32,14 +32,29 @@ def resolve_config(name_or_path: str, overrides: list[str] = ()) -> Config:  # t
     return load_config(path, overrides)
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[Experiment, Params, Path]:
+def load_run(
+    run_dir: str | Path, checkpoint: str = "best", ways: int | None = None, shots: int | None = None
+) -> tuple[Experiment, Params, Path]:
     """Rebuilds a run's experiment from its ``config.yaml`` and loads the parameters of its ``best``
-    checkpoint (or ``last``, or ``last`` when no validation ever ran)."""
+    checkpoint (or ``last``, or ``last`` when no validation ever ran).
+
+    ``ways`` / ``shots`` replace the episodes' N and K, e.g. to test a ProtoNet trained on 60-way
+    episodes at 5 and 20 ways; N can change only for algorithms without a per-way output layer.
+    """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not a run directory: it has no config.yaml (train first)")
-    experiment = build_experiment(load_config(config_path))
+    overrides = [f"task.{key}={value}" for key, value in (("ways", ways), ("shots", shots)) if value is not None]
+    config = load_config(config_path, overrides)
+    if ways is not None and config.algorithm.name != "protonet":
+        trained = load_config(config_path).task.ways
+        if ways != trained:
+            raise ConfigError(
+                f"--ways {ways}: this {config.algorithm.name} run was trained with task.ways={trained} and "
+                f"its output layer has {trained} units; only protonet runs can be tested at other ways"
+            )
+    experiment = build_experiment(config)
     path = run_dir / "checkpoints" / f"{checkpoint}.safetensors"
     if checkpoint == "best" and not path.exists():
         path = run_dir / "checkpoints" / "last.safetensors"
@@ -60,11 +75,14 @@ def evaluate_run(
     steps: int | None = None,
     checkpoint: str = "best",
     progress: bool = False,
+    ways: int | None = None,
+    shots: int | None = None,
 ) -> EvalResult:
     """Evaluates a run on its held-out split and writes ``eval/<split>_episodes.jsonl`` and
-    ``eval/<split>_summary.json`` into the run directory."""
+    ``eval/<split>_summary.json`` into the run directory (``<split>_<N>w<K>s_...`` when ``ways`` or
+    ``shots`` replace the trained setting)."""
     run_dir = Path(run_dir)
-    experiment, params, _ = load_run(run_dir, checkpoint)
+    experiment, params, _ = load_run(run_dir, checkpoint, ways, shots)
     cfg = experiment.config
     split = cfg.evaluation.split
     result = evaluate(
@@ -79,6 +97,8 @@ def evaluate_run(
     )
     out = run_dir / "eval"
     out.mkdir(exist_ok=True)
+    if ways is not None or shots is not None:
+        split = f"{split}_{cfg.task.ways}w{cfg.task.shots}s"
     (out / f"{split}_episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in result.per_episode))
     (out / f"{split}_summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
     return result

@@ -130,7 +130,7 @@ class Trainer:
         """Samples a meta-batch, computes the meta-gradient, applies the optimiser."""
         cfg = self.exp.config.training
         batch = self.exp.sources["train"].sample_batch(cfg.meta_batch_size, self.generator).to(self.exp.device)
-        grads, stats = meta_gradient(self.exp.algorithm, self.params, batch, self.exp.strategy, cfg.chunk_size)
+        grads, stats = meta_gradient(self.exp.train_algorithm, self.params, batch, self.exp.strategy, cfg.chunk_size)
         loss, metric = (float(v) for v in stats.mean(0))
         if not math.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads.values()):
             last = self.checkpoint_dir / LAST

@@ -1,0 +1,200 @@
+"""Runs the Omniglot rows of docs/results.md under a wall-clock budget per row.
+
+For each row: time a few meta-iterations of the row's configuration in this process, choose the number of
+iterations that fits the row's training budget, then run the exact CLI commands (``fastadapt train`` and
+``fastadapt eval --json``) in fresh processes and append one JSON line per result to RESULTS. Rows already
+in RESULTS are skipped, so an interrupted run continues where it stopped. ``--markdown`` prints the table.
+
+    FASTADAPT_DATA=... python benchmarks/omniglot_results.py --root ../shared/data/omniglot --runs runs/omniglot
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fastadapt.algorithms import meta_gradient
+from fastadapt.training import build_experiment, resolve_config
+
+SETTINGS = {  # name -> (overrides shared by every algorithm, extra overrides of the 20-way rows)
+    "5w1s": ["training.meta_batch_size=8"],
+    "5w5s": ["task.shots=5", "training.meta_batch_size=8"],
+    "20w1s": ["task.ways=20", "task.queries=5", "training.meta_batch_size=8"],
+    "20w5s": ["task.ways=20", "task.shots=5", "task.queries=5", "training.meta_batch_size=8"],
+}
+PAPER = {
+    ("protonet", "5w1s"): "98.8",
+    ("protonet", "5w5s"): "99.7",
+    ("protonet", "20w1s"): "96.0",
+    ("protonet", "20w5s"): "98.9",
+    ("maml", "5w1s"): "98.7 ± 0.4",
+    ("maml", "5w5s"): "99.9 ± 0.1",
+    ("maml", "20w1s"): "95.8 ± 0.3",
+    ("maml", "20w5s"): "98.9 ± 0.2",
+    ("metasgd", "5w1s"): "99.53",
+    ("metasgd", "5w5s"): "99.93",
+    ("metasgd", "20w1s"): "95.93",
+    ("metasgd", "20w5s"): "98.97",
+    ("anil", "5w1s"): "(MAML's, within its CI)",
+    ("reptile", "5w1s"): "97.68",
+    ("reptile", "5w5s"): "99.48",
+    ("reptile", "20w1s"): "89.43",
+    ("reptile", "20w5s"): "97.12",
+}
+NAMES = {
+    "protonet": "ProtoNet",
+    "maml": "MAML (2nd order)",
+    "metasgd": "Meta-SGD",
+    "anil": "ANIL",
+    "reptile": "Reptile (transductive)",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    algorithm: str
+    setting: str
+    budget_s: float  # training wall-clock budget
+
+    @property
+    def key(self) -> str:
+        return f"{self.algorithm}_{self.setting}"
+
+    def overrides(self) -> list[str]:
+        out = list(SETTINGS[self.setting])
+        shots = 5 if "5s" in self.setting[-2:] else 1
+        if self.algorithm == "reptile":
+            out = [o for o in out if not o.startswith("training.meta_batch_size")]
+            if self.setting.startswith("20w"):
+                out.append("algorithm.test_steps=5")
+        elif shots == 5:
+            out.append("task.train_queries=5")  # MAML's reference code: K queries per class in training
+        return out
+
+
+ROWS = [
+    Row(algorithm, setting, budget)
+    for setting, budget in (("5w1s", 150.0), ("5w5s", 150.0), ("20w1s", 180.0), ("20w5s", 180.0))
+    for algorithm in ("maml", "metasgd", "anil", "reptile")
+]
+
+
+def seconds_per_iteration(config_name: str, overrides: list[str], repeats: int = 2) -> tuple[float, int, str]:
+    """Wall time of one meta-gradient of the row's configuration (best of ``repeats`` after a warm-up) with
+    the faster of the loop and vmap strategies; returns it, the meta-batch size and the strategy."""
+    config = resolve_config(config_name, overrides)
+    experiment = build_experiment(config)
+    params = {k: v.requires_grad_() for k, v in experiment.train_algorithm.init_params().items()}
+    batch_size = config.training.meta_batch_size
+    best: tuple[float, int, str] | None = None
+    for strategy in ("loop", "vmap"):
+        generator = torch.Generator().manual_seed(0)
+        times = []
+        for _ in range(repeats + 1):
+            batch = experiment.sources["train"].sample_batch(batch_size, generator)  # type: ignore[attr-defined]
+            start = time.perf_counter()
+            meta_gradient(experiment.train_algorithm, params, batch, strategy, config.training.chunk_size)
+            times.append(time.perf_counter() - start)
+        if best is None or min(times[1:]) < best[0]:
+            best = (min(times[1:]), batch_size, strategy)
+    assert best is not None
+    return best
+
+
+def run(command: list[str]) -> tuple[str, float]:
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout, time.perf_counter() - start
+
+
+def run_row(row: Row, root: str, runs: Path, results: Path) -> None:
+    config = f"omniglot_{row.algorithm}_5w1s"
+    overrides = [f"data.root={root}", *row.overrides()]
+    per_iteration, tasks, strategy = seconds_per_iteration(config, overrides)
+    overrides.append(f"training.strategy={strategy}")
+    iterations = max(20, int(row.budget_s / per_iteration) // 10 * 10)
+    run_dir = runs / row.key
+    train = [
+        "fastadapt", "train", config, *overrides, f"training.iterations={iterations}", "training.val_every=0",
+        f"training.checkpoint_every={iterations}", "--run-dir", str(run_dir), "--no-progress",
+    ]  # fmt: skip
+    _, train_s = run(train)
+    evaluation = ["fastadapt", "eval", str(run_dir), "--json"]
+    out, eval_s = run(evaluation)
+    record = {
+        "algorithm": row.algorithm,
+        "setting": row.setting,
+        "iterations": iterations,
+        "tasks_per_iteration": tasks,
+        "seconds_per_iteration": per_iteration,
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "train_command": shlex.join(train),
+        "eval_command": shlex.join(evaluation),
+        "result": json.loads(out),
+    }
+    with results.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    r = record["result"]
+    print(f"{row.key}: {100 * r['mean']:.2f} ± {100 * r['ci95']:.2f} ({iterations} it, {train_s:.0f} s)", flush=True)
+
+
+def markdown(results: Path) -> str:
+    records = {(r["algorithm"], r["setting"]): r for r in map(json.loads, results.read_text().splitlines())}
+    lines = ["| algorithm | setting | paper | ours | budget | command |", "|---|---|---|---|---|---|"]
+    for algorithm in NAMES:
+        for setting in SETTINGS:
+            r = records.get((algorithm, setting))
+            ways, shots = setting[:-2].split("w")[0], setting[-2]
+            label = f"{ways}-way {shots}-shot"
+            paper = PAPER.get((algorithm, setting), "")
+            if r is None:
+                lines.append(f"| {NAMES[algorithm]} | {label} | {paper} | — | | |")
+                continue
+            res = r["result"]
+            tasks = r.get("tasks_per_iteration", "")
+            budget = f"{r['iterations']:,} it × {tasks}, {r['train_s'] / 60:.0f} min"
+            command = f"`{r['train_command']}` then `{r['eval_command']}`"
+            ours = f"{100 * res['mean']:.2f} ± {100 * res['ci95']:.2f}"
+            lines.append(f"| {NAMES[algorithm]} | {label} | {paper} | {ours} | {budget} | {command} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default="../shared/data/omniglot", help="folder with the two Omniglot zips")
+    parser.add_argument("--runs", type=Path, default=Path("runs/omniglot"), help="run directories and results")
+    parser.add_argument("--only", nargs="*", help="row keys to run, e.g. maml_5w1s (default: all)")
+    parser.add_argument("--markdown", action="store_true", help="print the results table and exit")
+    args = parser.parse_args()
+    results = args.runs / "results.jsonl"
+    if args.markdown:
+        print(markdown(results))
+        return
+    args.runs.mkdir(parents=True, exist_ok=True)
+    done = (
+        {f"{r['algorithm']}_{r['setting']}" for r in map(json.loads, results.read_text().splitlines())}
+        if (results.exists())
+        else set()
+    )
+    for row in ROWS:
+        if row.key in done or (args.only and row.key not in args.only):
+            continue
+        try:
+            run_row(row, args.root, args.runs, results)
+        except RuntimeError as error:
+            print(error, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
