@@ -1,7 +1,12 @@
 """fastadapt against learn2learn and higher on MAML's Omniglot configuration, in one run.
 
     pip install -e '.[bench]'     # the peers; one that cannot be installed is reported and skipped
-    python benchmarks/peers.py [--json] [--repeats 3]
+    python benchmarks/peers.py [--json] [--repeats 3] [--learn2learn-source DIR]
+
+learn2learn 0.2.0 does not build on Python 3.11 (its generated C includes longintrepr.h). Its compiled
+modules are data utilities only; ``--learn2learn-source DIR`` (an unpacked learn2learn sdist or checkout)
+loads its pure-Python ``learn2learn.algorithms.maml`` and ``learn2learn.utils`` from DIR without running the
+package's ``__init__`` (which imports the compiled modules, gym and torchvision), so its MAML can be timed.
 
 Conv4, 5-way 1-shot, 15 queries per class, meta-batch 32, one inner step of lr 0.4, second order
 (``maml_so``) and first order (``maml_fo``), on identical synthetic inputs and identical initial weights.
@@ -14,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,15 +38,33 @@ from meta_throughput import reset_peak, run_worker, setup, status_mb
 
 CONFIGS = {"maml_so": "maml", "maml_fo": "fomaml"}  # -> meta_throughput keys (1 inner step, lr 0.4)
 LIBRARIES = ("fastadapt", "learn2learn", "higher")
+SOURCE_ENV = "FASTADAPT_LEARN2LEARN_SOURCE"  # set from --learn2learn-source for the worker processes
+
+
+def learn2learn_maml() -> Any:
+    """learn2learn's MAML class: from the installed package, else from the source folder in SOURCE_ENV."""
+    source = os.environ.get(SOURCE_ENV)
+    if not source:
+        import learn2learn as l2l
+
+        return l2l.algorithms.MAML
+    package = Path(source) / "learn2learn"
+    if not (package / "algorithms" / "maml.py").is_file():
+        raise ImportError(f"--learn2learn-source {source}: no learn2learn/algorithms/maml.py there")
+    for name, path in (("learn2learn", package), ("learn2learn.algorithms", package / "algorithms")):
+        stub = types.ModuleType(name)
+        stub.__path__ = [str(path)]
+        sys.modules.setdefault(name, stub)
+    from learn2learn.algorithms.maml import MAML  # type: ignore[import-not-found]
+
+    return MAML
 
 
 def _peer_gradient(library: str, model: nn.Module, batch: TaskBatch, lr: float, first_order: bool) -> list[Tensor]:
     """One meta-gradient with a peer library, accumulated in ``model``'s ``.grad`` fields."""
     model.zero_grad(set_to_none=True)
     if library == "learn2learn":
-        import learn2learn as l2l
-
-        maml = l2l.algorithms.MAML(model, lr=lr, first_order=first_order)
+        maml = learn2learn_maml()(model, lr=lr, first_order=first_order)
         for sx, sy, qx, qy in zip(*batch.tensors(), strict=True):
             learner = maml.clone()
             learner.adapt(F.cross_entropy(learner(sx), sy))
@@ -87,7 +113,7 @@ def available(library: str) -> str | None:
     if library == "fastadapt":
         return None
     try:
-        __import__(library)
+        learn2learn_maml() if library == "learn2learn" else __import__(library)
     except Exception as error:  # an old peer can fail in many ways on a new Python
         return f"not installed or not importable on Python {sys.version.split()[0]}: {error}"
     return None
@@ -106,8 +132,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--learn2learn-source", type=Path, help="an unpacked learn2learn sdist (see above)")
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "LIBRARY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.learn2learn_source:
+        os.environ[SOURCE_ENV] = str(args.learn2learn_source.resolve())
     if args.worker:
         print("RESULT " + json.dumps(worker(*args.worker, args.repeats)))
         return
