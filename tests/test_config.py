@@ -15,7 +15,7 @@ def test_every_shipped_config_loads_and_builds(name: str, request: pytest.Fixtur
     if name.startswith("omniglot"):
         overrides = [f"data.root={request.getfixturevalue('omniglot_dir')}"]
     config = resolve_config(name, overrides)
-    assert config.name == name
+    assert config.name == Path(name).name
     experiment = build_experiment(config)
     assert experiment.algorithm.name == config.algorithm.name
     assert set(experiment.sources) == {"train", "val", "test"}
@@ -23,7 +23,8 @@ def test_every_shipped_config_loads_and_builds(name: str, request: pytest.Fixtur
 
 def test_repository_configs_folder_is_the_shipped_one() -> None:
     repo = Path(__file__).parents[1] / "configs"
-    assert sorted(p.stem for p in repo.glob("*.yaml")) == sorted(shipped_configs())
+    found = [p.relative_to(repo).with_suffix("").as_posix() for p in repo.rglob("*.yaml")]
+    assert sorted(found) == sorted(shipped_configs())
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from .training import (
     TrainingError,
     build_experiment,
     evaluate_run,
+    load_run,
     resolve_config,
     shipped_configs,
 )
@@ -109,7 +110,10 @@ def eval_(
     except (ConfigError, CheckpointError, ValueError) as error:
         _fail(error)
     summary = result.summary()
-    click.echo(json.dumps(summary) if as_json else _describe(summary))
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(result.describe() if hasattr(result, "describe") else _describe(summary))
 
 
 def _describe(s: dict[str, Any]) -> str:
@@ -149,3 +153,51 @@ def demo(as_json: bool, run_dir: Path, episodes: int) -> None:
             click.echo(_describe(results[-1]))
     if as_json:
         click.echo(json.dumps(results, indent=2))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--ratings",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="CSV of item_id,rating (MovieLens movie ids, ratings 1-5).",
+)
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--gender", type=click.Choice(["M", "F"], case_sensitive=False), help="The new user's features; each one")
+@click.option("--age", type=click.IntRange(min=1), help="not given takes the data's most frequent category.")
+@click.option("--occupation", help="ML-1M code 0-20 or an ML-100K occupation name.")
+@click.option("--zip", "zip_code", help="Zip code (its first digit is the feature).")
+@click.option("--steps", type=int, help="Local update steps (default: the config's test_steps).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def recommend(
+    run_dir: Path,
+    ratings: Path,
+    top: int,
+    gender: str | None,
+    age: int | None,
+    occupation: str | None,
+    zip_code: str | None,
+    steps: int | None,
+    as_json: bool,
+) -> None:
+    """Adapt a trained recommender run to a new user's few ratings and print the top unseen items."""
+    from .recsys import read_ratings, user_categories
+    from .recsys import recommend as recommend_items
+
+    try:
+        experiment, params, _ = load_run(run_dir)
+        if experiment.recsys is None:
+            raise ConfigError(f"{run_dir} is a {experiment.config.data.dataset} run; recommend needs a movielens run")
+        data = experiment.recsys.data
+        items, values = read_ratings(ratings, data)
+        user = user_categories(data, gender, age, occupation, zip_code)
+        test_steps = steps if steps is not None else experiment.config.algorithm.test_steps
+        found = recommend_items(experiment.algorithm, params, data, items, values, user, top, test_steps)
+    except (ConfigError, CheckpointError, ValueError) as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps([vars(r) for r in found], indent=2))
+        return
+    for rank, r in enumerate(found, start=1):
+        click.echo(f"{rank:3d}. {r.title} (item {r.item_id}): predicted {r.predicted_rating:.2f}")

@@ -4,5 +4,7 @@ them knows about meta-learning."""
 from __future__ import annotations
 
 from ._conv4 import Conv4 as Conv4
+from ._melu import FeatureEmbedding as FeatureEmbedding
+from ._melu import MeLU as MeLU
 from ._mlp import MLP as MLP
 from ._norm import BatchNorm as BatchNorm

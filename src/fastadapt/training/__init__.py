@@ -9,6 +9,7 @@ from ._checkpoint import load_checkpoint as load_checkpoint
 from ._checkpoint import save_checkpoint as save_checkpoint
 from ._config import Config as Config
 from ._config import ConfigError as ConfigError
+from ._config import RecsysConfig as RecsysConfig
 from ._config import config_from_dict as config_from_dict
 from ._config import load_config as load_config
 from ._logging import read_metrics as read_metrics

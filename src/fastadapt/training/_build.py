@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..algorithms import Algorithm, build_algorithm, default_strategy
 from ..data import DIGITS_SPLIT, DataError, load_digits_pool, load_omniglot, omniglot_vinyals_split
-from ..models import MLP, Conv4
+from ..models import MLP, Conv4, MeLU
 from ..tasks import (
     ClassSplit,
     ClassTransform,
@@ -23,8 +24,8 @@ from ..tasks import (
 )
 from ._config import Config, ConfigError
 
-DATASETS = ("digits", "omniglot", "sinusoid", "linear")
-REGRESSION = ("sinusoid", "linear")
+DATASETS = ("digits", "omniglot", "sinusoid", "linear", "movielens")
+REGRESSION = ("sinusoid", "linear", "movielens")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Experiment:
     strategy: str
     device: torch.device
     train_algorithm: Algorithm  # ``algorithm`` itself unless training episodes have other ways (ProtoNet)
+    recsys: Any = None  # data.dataset=movielens: the ratings and cold-start split (recsys.RecsysData)
 
     @property
     def task_type(self) -> str:
@@ -79,8 +81,28 @@ def _episode_samplers(
     return samplers
 
 
-def build_sources(config: Config) -> dict[str, TaskSource]:
+def _recsys_data(config: Config) -> Any:
+    from ..recsys import load_recsys_data
+
+    try:
+        return load_recsys_data(config.recsys, config.data.root)
+    except (DataError, ValueError) as error:
+        raise ConfigError(f"data.dataset=movielens: {error}") from None
+
+
+def build_sources(config: Config, recsys: Any = None) -> dict[str, TaskSource]:
+    """The train / val / test task sources; ``recsys``: the loaded ratings for data.dataset=movielens."""
     data, task = config.data, config.task
+    if data.dataset == "movielens":
+        from ..recsys import UserTasks
+
+        recsys = recsys or _recsys_data(config)
+        # Validation: held-out query ratings of existing users; test: new users (user-cold).
+        states = {"train": "train", "val": "warm", "test": "user_cold"}
+        try:
+            return {part: UserTasks(recsys.data, recsys.split.tasks[state]) for part, state in states.items()}
+        except ValueError as error:
+            raise ConfigError(f"data.dataset=movielens: {error}") from None
     if data.dataset == "digits":
         train = rotations(*data.train_rotations) if data.train_rotations else ()
         return _episode_samplers(config, load_digits_pool(), DIGITS_SPLIT, {"train": train})
@@ -100,8 +122,25 @@ def build_sources(config: Config) -> dict[str, TaskSource]:
     raise ConfigError(f"unknown data.dataset {data.dataset!r}; choose one of {DATASETS}")
 
 
-def build_model(config: Config) -> nn.Module:
+def build_model(config: Config, recsys: Any = None) -> nn.Module:
     m, dataset = config.model, config.data.dataset
+    if (m.name == "melu") != (dataset == "movielens"):
+        raise ConfigError(f"model.name=melu goes with data.dataset=movielens (got {m.name!r} with {dataset!r})")
+    if m.name == "melu":
+        from ..recsys import ITEM_ID_COLUMN, feature_layout
+
+        recsys = recsys or _recsys_data(config)
+        categories, multi_hot = feature_layout(recsys.data, item_ids=m.item_ids)
+        mean = float(np.mean([t.support_ratings.mean() for t in recsys.split.tasks["train"]]))
+        return MeLU(
+            categories,
+            multi_hot,
+            dim=m.embedding_dim,
+            hidden=m.widths,
+            act=m.act,
+            rating_offset=mean,
+            zero=(ITEM_ID_COLUMN,),
+        )
     regression = dataset in REGRESSION
     out_features = 1 if regression else config.task.ways
     image_size = {"digits": 8, "omniglot": config.data.image_size}.get(dataset, 0)
@@ -119,7 +158,7 @@ def build_model(config: Config) -> nn.Module:
             act=m.act,
             pool_kind=m.pool,
         )
-    raise ConfigError(f"unknown model.name {m.name!r}; choose one of ('conv4', 'mlp')")
+    raise ConfigError(f"unknown model.name {m.name!r}; choose one of ('conv4', 'mlp', 'melu')")
 
 
 def algorithm_options(config: Config, task_type: str) -> dict[str, Any]:
@@ -137,8 +176,9 @@ def algorithm_options(config: Config, task_type: str) -> dict[str, Any]:
 def build_experiment(config: Config) -> Experiment:
     """Builds data sources, model and algorithm; the model's initial weights come from the seed."""
     torch.manual_seed(config.training.seed)
-    sources = build_sources(config)
-    model = build_model(config)
+    recsys = _recsys_data(config) if config.data.dataset == "movielens" else None
+    sources = build_sources(config, recsys)
+    model = build_model(config, recsys)
     task_type = "regression" if config.data.dataset in REGRESSION else "classification"
     try:
         algorithm = build_algorithm(config.algorithm.name, model, **algorithm_options(config, task_type))
@@ -158,4 +198,4 @@ def build_experiment(config: Config) -> Experiment:
     strategy = config.training.strategy
     if strategy == "auto":
         strategy = default_strategy(model, device)
-    return Experiment(config, model.to(device), algorithm, sources, strategy, device, train_algorithm)
+    return Experiment(config, model.to(device), algorithm, sources, strategy, device, train_algorithm, recsys)

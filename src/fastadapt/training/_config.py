@@ -19,9 +19,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "digits"  # digits | omniglot | sinusoid | linear
+    dataset: str = "digits"  # digits | omniglot | sinusoid | linear | movielens
     train_rotations: tuple[int, ...] = ()  # digits: e.g. [0, 90, 180, 270], rotated training classes are new classes
-    root: str | None = None  # omniglot: folder with the two zips (default: the verified copies in the cache)
+    root: str | None = None  # omniglot, movielens: folder with the zips (default: the verified copies in the cache)
     image_size: int = 28  # omniglot: images are resized to image_size x image_size
 
 
@@ -36,8 +36,10 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "conv4"  # conv4 | mlp
-    widths: tuple[int, ...] = (40, 40)  # mlp hidden widths
+    name: str = "conv4"  # conv4 | mlp | melu
+    widths: tuple[int, ...] = (40, 40)  # mlp hidden widths, melu decision layers
+    embedding_dim: int = 32  # melu: width of each feature's embedding
+    item_ids: bool = True  # melu: also embed the item's id (zero for items without training ratings)
     channels: int = 64  # conv4 filters per block
     pooled_blocks: int = 4
     act: str = "relu"
@@ -78,6 +80,29 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class RecsysConfig:
+    """data.dataset=movielens: which ratings and the cold-start protocol (MeLU, KDD 2019)."""
+
+    source: str = "synthetic"  # synthetic | ml-100k | ml-1m (files under data.root or the cache)
+    synthetic_users: int = 800
+    synthetic_items: int = 1000
+    year_threshold: int | None = None  # items released in or after it are new (default: per dataset)
+    new_user_fraction: float = 0.2
+    query_size: int = 10
+    min_ratings: int = 13
+    max_ratings: int = 100
+    time_ordered: bool = False  # query = a user's last query_size ratings
+    support_cap: int | None = None  # at most this many support ratings per user
+    negatives: int = 100  # unrated items ranked with the query items for top-K metrics
+    eval_users: int | None = None  # evaluate at most this many users per state (all if None)
+    baselines: bool = True  # evaluate global / fine-tune / MF / popularity beside the run's model
+    pretrain_epochs: int = 10  # the global baseline's training epochs
+    finetune_lr: float = 0.005  # the fine-tune baseline: gradient steps on a user's support ratings
+    finetune_steps: int = 5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
@@ -86,6 +111,7 @@ class Config:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    recsys: RecsysConfig = field(default_factory=RecsysConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

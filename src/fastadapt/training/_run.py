@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from ..evaluation import EvalResult, evaluate
+from ..evaluation import evaluate
 from ..typing import Params
 from ._build import Experiment, build_experiment
 from ._checkpoint import CheckpointError, load_checkpoint
@@ -14,9 +15,10 @@ from ._config import Config, ConfigError, load_config
 
 
 def shipped_configs() -> dict[str, Path]:
-    """The YAML configs shipped with fastadapt, by name (file stem)."""
-    root = resources.files("fastadapt") / "configs"
-    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+    """The YAML configs shipped with fastadapt, by name: the file's path under ``configs/`` without
+    ``.yaml`` (``digits_maml``, ``movielens/melu``)."""
+    root = Path(str(resources.files("fastadapt") / "configs"))
+    return {p.relative_to(root).with_suffix("").as_posix(): p for p in sorted(root.rglob("*.yaml"))}
 
 
 def resolve_config(name_or_path: str, overrides: list[str] = ()) -> Config:  # type: ignore[assignment]
@@ -77,13 +79,17 @@ def evaluate_run(
     progress: bool = False,
     ways: int | None = None,
     shots: int | None = None,
-) -> EvalResult:
+) -> Any:
     """Evaluates a run on its held-out split and writes ``eval/<split>_episodes.jsonl`` and
     ``eval/<split>_summary.json`` into the run directory (``<split>_<N>w<K>s_...`` when ``ways`` or
-    ``shots`` replace the trained setting)."""
+    ``shots`` replace the trained setting). A data.dataset=movielens run returns a
+    :class:`~fastadapt.recsys.RecsysReport` (every cold-start state, metric and baseline) instead of an
+    :class:`EvalResult` and writes ``eval/recsys_summary.json``."""
     run_dir = Path(run_dir)
     experiment, params, _ = load_run(run_dir, checkpoint, ways, shots)
     cfg = experiment.config
+    if cfg.data.dataset == "movielens":
+        return _evaluate_recommender(experiment, params, run_dir, steps, progress)
     split = cfg.evaluation.split
     result = evaluate(
         experiment.algorithm,
@@ -102,3 +108,26 @@ def evaluate_run(
     (out / f"{split}_episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in result.per_episode))
     (out / f"{split}_summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
     return result
+
+
+def _evaluate_recommender(
+    experiment: Experiment, params: Params, run_dir: Path, steps: int | None, progress: bool
+) -> Any:
+    from ..recsys import evaluate_recommender_run
+
+    cfg = experiment.config
+    report = evaluate_recommender_run(
+        cfg.name,
+        experiment.model,
+        experiment.algorithm,
+        params,
+        experiment.recsys,
+        cfg.recsys,
+        steps=steps if steps is not None else cfg.algorithm.test_steps,
+        seed=cfg.evaluation.seed,
+        progress=progress,
+    )
+    out = run_dir / "eval"
+    out.mkdir(exist_ok=True)
+    (out / "recsys_summary.json").write_text(json.dumps(report.summary(), indent=2) + "\n")
+    return report

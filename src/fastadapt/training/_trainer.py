@@ -39,7 +39,19 @@ def _learning_rate(base: float, schedule: str, step: int, total: int) -> float:
 
 
 #: Config keys that define a run; resuming with any of them changed is refused.
-_DEFINING = ("data", "task", "model", "algorithm", "training.seed", "training.meta_batch_size", "training.optimizer")
+_DEFINING = (
+    *("data", "task", "model", "algorithm", "training.seed", "training.meta_batch_size", "training.optimizer"),
+    *(
+        "recsys.source",
+        "recsys.synthetic",
+        "recsys.year",
+        "recsys.new_user",
+        "recsys.query",
+        "recsys.min",
+        "recsys.max",
+    ),
+    *("recsys.time_ordered", "recsys.support_cap", "recsys.seed"),
+)
 
 
 def _changed_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

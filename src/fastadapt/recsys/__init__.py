@@ -1,0 +1,42 @@
+"""Cold-start recommendation in the protocol of MeLU (Lee et al., KDD 2019, arXiv:1908.00413): MovieLens
+100K / 1M loaders, a synthetic generator writing the same files, the user-task states (train, warm,
+user_cold, item_cold, user_item_cold), and the model-facing half (tasks, baselines, evaluation,
+recommendations). Per-user metrics are in :mod:`fastadapt.evaluation`."""
+
+from __future__ import annotations
+
+from ._coldstart import ML1M_YEAR_THRESHOLD as ML1M_YEAR_THRESHOLD
+from ._coldstart import STATES as STATES
+from ._coldstart import ColdStartSplit as ColdStartSplit
+from ._coldstart import UserTask as UserTask
+from ._coldstart import cold_start_split as cold_start_split
+from ._coldstart import new_item_year_threshold as new_item_year_threshold
+from ._evaluate import evaluate_recommenders as evaluate_recommenders
+from ._methods import Adapted as Adapted
+from ._methods import MatrixFactorisation as MatrixFactorisation
+from ._methods import Popularity as Popularity
+from ._methods import Recommender as Recommender
+from ._methods import fine_tuned as fine_tuned
+from ._methods import no_adaptation as no_adaptation
+from ._methods import pretrain as pretrain
+from ._movielens import AGE_GROUPS as AGE_GROUPS
+from ._movielens import ML1M_GENRES as ML1M_GENRES
+from ._movielens import ML100K_GENRES as ML100K_GENRES
+from ._movielens import ML100K_OCCUPATIONS as ML100K_OCCUPATIONS
+from ._movielens import MovieLens as MovieLens
+from ._movielens import load_movielens as load_movielens
+from ._recommend import Recommendation as Recommendation
+from ._recommend import read_ratings as read_ratings
+from ._recommend import recommend as recommend
+from ._recommend import user_categories as user_categories
+from ._report import RecsysReport as RecsysReport
+from ._report import evaluate_recommender_run as evaluate_recommender_run
+from ._setup import RecsysData as RecsysData
+from ._setup import load_recsys_data as load_recsys_data
+from ._synthetic import write_synthetic_movielens as write_synthetic_movielens
+from ._tasks import ITEM_ID_COLUMN as ITEM_ID_COLUMN
+from ._tasks import UserTasks as UserTasks
+from ._tasks import feature_layout as feature_layout
+from ._tasks import features_for as features_for
+from ._tasks import pair_features as pair_features
+from ._tasks import user_task as user_task

@@ -1,0 +1,176 @@
+"""What the recommender evaluation compares: a meta-learned model and the baselines.
+
+Every method maps one user's support ratings and a list of items to (predicted ratings, ranking scores),
+both ``(n_items,)``; the ranking scores order the items for nDCG and top-K (for all but popularity they
+are the predicted ratings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..algorithms import Algorithm, build_algorithm
+from ..algorithms._functional import forward, module_params
+from ..typing import Params
+from ._coldstart import UserTask
+from ._movielens import MovieLens
+from ._tasks import pair_features
+
+
+class Recommender(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def score(
+        self, user: int, support_items: np.ndarray, support_ratings: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted ratings, ranking scores) of ``items`` for ``user`` after seeing the support ratings."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class Adapted:
+    """A model adapted per user by ``algorithm.adapt`` (``steps`` inner steps; 0 = no adaptation)."""
+
+    name: str
+    algorithm: Algorithm
+    params: Params
+    data: MovieLens
+    steps: int | None = None
+
+    def score(
+        self, user: int, support_items: np.ndarray, support_ratings: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        sx = pair_features(self.data, np.full(len(support_items), user), support_items)
+        sy = torch.from_numpy(support_ratings.astype(np.float32)).unsqueeze(1)  # (n_support, 1)
+        state = self.algorithm.adapt(self.params, sx, sy, steps=self.steps)
+        with torch.no_grad():
+            out = self.algorithm.predict(self.params, state, pair_features(self.data, np.full(len(items), user), items))
+        ratings = out.squeeze(1).numpy().astype(np.float64)
+        return ratings, ratings
+
+
+def pretrain(
+    model: nn.Module,
+    data: MovieLens,
+    tasks: list[UserTask],
+    epochs: int = 5,
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> Params:
+    """The no-meta-learning baseline: ``model`` trained by plain regression (MSE, Adam) on every rating
+    of the meta-training users (support and query), as one data set. Returns its parameters."""
+    users = np.concatenate([np.full(len(t.support_items) + len(t.query_items), t.user) for t in tasks])
+    items = np.concatenate([np.concatenate([t.support_items, t.query_items]) for t in tasks])
+    ratings = np.concatenate([np.concatenate([t.support_ratings, t.query_ratings]) for t in tasks])
+    x = pair_features(data, users, items)
+    y = torch.from_numpy(ratings.astype(np.float32)).unsqueeze(1)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    params = {k: v.requires_grad_() for k, v in module_params(model).items()}
+    optimiser = torch.optim.Adam(list(params.values()), lr=lr)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(y), generator=generator).split(batch_size):
+            loss = torch.nn.functional.mse_loss(forward(model, params, x[batch]), y[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return {k: v.detach() for k, v in params.items()}
+
+
+def fine_tuned(model: nn.Module, params: Params, data: MovieLens, lr: float, steps: int) -> Adapted:
+    """Transfer: the pretrained model, its decision layers fine-tuned on each user's support ratings by
+    ``steps`` of gradient descent (MeLU's local update without meta-learning)."""
+    anil = build_algorithm("anil", model, task_type="regression", inner_lr=lr, inner_steps=steps, first_order=True)
+    return Adapted("fine-tune", anil, params, data, steps)
+
+
+def no_adaptation(model: nn.Module, params: Params, data: MovieLens) -> Adapted:
+    """The pretrained model as it is, the same prediction for every user with the same features."""
+    anil = build_algorithm("anil", model, task_type="regression", inner_lr=0.0, inner_steps=0)
+    return Adapted("global", anil, params, data, 0)
+
+
+@dataclass(frozen=True, eq=False)
+class Popularity:
+    """Ranks items by how many meta-training ratings they have; predicts an item's mean training rating
+    shrunk toward the global mean (``shrinkage`` pseudo-ratings), the global mean for unseen items."""
+
+    counts: np.ndarray  # (n_items,)
+    means: np.ndarray  # (n_items,)
+    name: str = "popularity"
+
+    @classmethod
+    def fit(cls, data: MovieLens, tasks: list[UserTask], shrinkage: float = 5.0) -> Popularity:
+        items = np.concatenate([np.concatenate([t.support_items, t.query_items]) for t in tasks])
+        ratings = np.concatenate([np.concatenate([t.support_ratings, t.query_ratings]) for t in tasks])
+        n_items = len(data.item_ids)
+        counts = np.bincount(items, minlength=n_items).astype(np.float64)
+        sums = np.bincount(items, weights=ratings, minlength=n_items)
+        mean = float(ratings.mean())
+        return cls(counts, (sums + shrinkage * mean) / (counts + shrinkage))
+
+    def score(
+        self, user: int, support_items: np.ndarray, support_ratings: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.means[items], self.counts[items]
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixFactorisation:
+    """Biased matrix factorisation ``r ~ mu + b_u + b_i + p_u . q_i`` fitted by alternating least squares
+    on the meta-training ratings; a new user's ``(b_u, p_u)`` are fitted on their support ratings by ridge
+    regression with the item side fixed (the "MF + update for a new user" baseline). Items without
+    training ratings have ``b_i = 0``, ``q_i = 0``.
+    """
+
+    mu: float
+    item_bias: np.ndarray  # (n_items,)
+    item_factors: np.ndarray  # (n_items, dim)
+    reg: float
+    name: str = "mf"
+
+    @classmethod
+    def fit(
+        cls, data: MovieLens, tasks: list[UserTask], dim: int = 16, reg: float = 5.0, sweeps: int = 10, seed: int = 0
+    ) -> MatrixFactorisation:
+        users = np.concatenate([np.full(len(t.support_items) + len(t.query_items), t.user) for t in tasks])
+        items = np.concatenate([np.concatenate([t.support_items, t.query_items]) for t in tasks])
+        ratings = np.concatenate([np.concatenate([t.support_ratings, t.query_ratings]) for t in tasks]).astype(
+            np.float64
+        )
+        n_users, n_items = len(data.user_ids), len(data.item_ids)
+        rng = np.random.default_rng(seed)
+        mu = float(ratings.mean())
+        # Each side is [bias, factors]; the other side contributes the matching [1, factors] column.
+        user_side = np.concatenate([np.zeros((n_users, 1)), 0.1 * rng.standard_normal((n_users, dim))], axis=1)
+        item_side = np.concatenate([np.zeros((n_items, 1)), 0.1 * rng.standard_normal((n_items, dim))], axis=1)
+        for _ in range(sweeps):
+            for side, other, rows, cols in ((user_side, item_side, users, items), (item_side, user_side, items, users)):
+                design = np.concatenate([np.ones((len(cols), 1)), other[cols, 1:]], axis=1)  # (n, 1 + dim)
+                target = ratings - mu - other[cols, 0]
+                order = np.argsort(rows, kind="stable")
+                indices, starts = np.unique(rows[order], return_index=True)
+                for index, group in zip(indices, np.split(order, starts[1:]), strict=True):
+                    a = design[group]
+                    side[index] = np.linalg.solve(a.T @ a + reg * np.eye(dim + 1), a.T @ target[group])
+        seen = np.zeros(n_items, dtype=bool)
+        seen[items] = True
+        item_side[~seen] = 0.0
+        return cls(mu, item_side[:, 0].copy(), item_side[:, 1:].copy(), reg)
+
+    def score(
+        self, user: int, support_items: np.ndarray, support_ratings: np.ndarray, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        dim = self.item_factors.shape[1]
+        design = np.concatenate([np.ones((len(support_items), 1)), self.item_factors[support_items]], axis=1)
+        target = support_ratings.astype(np.float64) - self.mu - self.item_bias[support_items]
+        user_side = np.linalg.solve(design.T @ design + self.reg * np.eye(dim + 1), design.T @ target)
+        ratings = self.mu + user_side[0] + self.item_bias[items] + self.item_factors[items] @ user_side[1:]
+        return ratings, ratings
