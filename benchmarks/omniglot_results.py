@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -82,7 +83,7 @@ class Row:
 
 ROWS = [
     Row(algorithm, setting, budget)
-    for setting, budget in (("5w1s", 150.0), ("5w5s", 150.0), ("20w1s", 180.0), ("20w5s", 180.0))
+    for setting, budget in (("5w1s", 120.0), ("5w5s", 120.0), ("20w1s", 150.0), ("20w5s", 150.0))
     for algorithm in ("maml", "metasgd", "anil", "reptile")
 ]
 
@@ -149,6 +150,14 @@ def run_row(row: Row, root: str, runs: Path, results: Path) -> None:
     print(f"{row.key}: {100 * r['mean']:.2f} ± {100 * r['ci95']:.2f} ({iterations} it, {train_s:.0f} s)", flush=True)
 
 
+def _short(command: str) -> str:
+    """The command with the data folder as PATH and the run directory as R."""
+    command = re.sub(r"data\.root=\S+", "data.root=PATH", command)
+    command = re.sub(r"--run-dir \S+", "--run-dir R", command)
+    command = re.sub(r"(fastadapt eval) \S+", r"\1 R", command)
+    return command.replace(" --no-progress", "")
+
+
 def markdown(results: Path) -> str:
     records = {(r["algorithm"], r["setting"]): r for r in map(json.loads, results.read_text().splitlines())}
     lines = ["| algorithm | setting | paper | ours | budget | command |", "|---|---|---|---|---|---|"]
@@ -164,7 +173,7 @@ def markdown(results: Path) -> str:
             res = r["result"]
             tasks = r.get("tasks_per_iteration", "")
             budget = f"{r['iterations']:,} it × {tasks}, {r['train_s'] / 60:.0f} min"
-            command = f"`{r['train_command']}` then `{r['eval_command']}`"
+            command = f"`{_short(r['train_command'])}` then `{_short(r['eval_command'])}`"
             ours = f"{100 * res['mean']:.2f} ± {100 * res['ci95']:.2f}"
             lines.append(f"| {NAMES[algorithm]} | {label} | {paper} | {ours} | {budget} | {command} |")
     return "\n".join(lines)

@@ -175,3 +175,11 @@ def test_cli_trains_and_reports_every_state_and_baseline(tmp_path: Path) -> None
     mae = {m: v["mae"] for m, v in methods.items()}
     assert mae["melu1"]["mean"] + mae["melu1"]["ci95"] < mae["popularity"]["mean"] - mae["popularity"]["ci95"]
     assert mae["melu1"]["mean"] < mae["melu1-0"]["mean"]
+
+    result = runner.invoke(main, ["eval", str(run_dir), "--support-cap", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    capped = json.loads(result.stdout)
+    assert capped["support_cap"] == 1 and (run_dir / "eval" / "recsys_summary_cap1.json").is_file()
+    one = capped["states"]["user_cold"]["methods"]
+    assert one["popularity"]["mae"] == methods["popularity"]["mae"]  # same users, queries and training data
+    assert one["melu1"]["mae"]["mean"] > mae["melu1"]["mean"]  # one rating tells less than all of them

@@ -94,6 +94,7 @@ def train(config: str, overrides: tuple[str, ...], run_dir: Path | None, resume:
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--ways", type=click.IntRange(min=2), help="Test N-way episodes (protonet runs; default: trained N).")
 @click.option("--shots", type=click.IntRange(min=1), help="Test K-shot episodes (default: the trained K).")
+@click.option("--support-cap", type=click.IntRange(min=1), help="movielens runs: adapt on at most N ratings per user.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_(
     run_dir: Path,
@@ -102,11 +103,15 @@ def eval_(
     checkpoint: str,
     ways: int | None,
     shots: int | None,
+    support_cap: int | None,
     as_json: bool,
 ) -> None:
-    """Evaluate a trained run on fixed-seed episodes of its held-out split."""
+    """Evaluate a trained run on fixed-seed episodes of its held-out split (a movielens run: every
+    cold-start state, metric and baseline)."""
     try:
-        result = evaluate_run(run_dir, episodes, steps, checkpoint, progress=not as_json, ways=ways, shots=shots)
+        result = evaluate_run(
+            run_dir, episodes, steps, checkpoint, progress=not as_json, ways=ways, shots=shots, support_cap=support_cap
+        )
     except (ConfigError, CheckpointError, ValueError) as error:
         _fail(error)
     summary = result.summary()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,14 +81,28 @@ def evaluate_recommender_run(
     steps: int | None = None,
     seed: int = 1234,
     progress: bool = False,
+    support_cap: int | None = None,
 ) -> RecsysReport:
     """Scores a trained MeLU-style run and the baselines on the four cold-start states (``config`` is the
-    run's :class:`~fastadapt.training.RecsysConfig`)."""
+    run's :class:`~fastadapt.training.RecsysConfig`). ``support_cap`` keeps the first that many support
+    ratings of every evaluated user (the split's order: nested caps); the baselines still train on all of
+    the training state."""
     params = {k: v.detach() for k, v in params.items()}
     methods = recommenders(name, model, algorithm, params, recsys, steps, config)
+    split = recsys.split
+    if support_cap is not None:
+        n = support_cap
+        capped = {
+            state: [
+                dataclasses.replace(t, support_items=t.support_items[:n], support_ratings=t.support_ratings[:n])
+                for t in tasks
+            ]
+            for state, tasks in split.tasks.items()
+        }
+        split = dataclasses.replace(split, tasks=capped)
     states = evaluate_recommenders(
         recsys.data,
-        recsys.split,
+        split,
         methods,
         states=[s for s in STATES if recsys.split.tasks.get(s)],
         negatives=config.negatives,
@@ -96,4 +111,5 @@ def evaluate_recommender_run(
         progress=progress,
     )
     settings = {"source": config.source, "negatives": config.negatives, "seed": seed, "steps": steps}
+    settings["support_cap"] = support_cap if support_cap is not None else config.support_cap
     return RecsysReport(name, states, settings)

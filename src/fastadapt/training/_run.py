@@ -79,17 +79,20 @@ def evaluate_run(
     progress: bool = False,
     ways: int | None = None,
     shots: int | None = None,
+    support_cap: int | None = None,
 ) -> Any:
     """Evaluates a run on its held-out split and writes ``eval/<split>_episodes.jsonl`` and
     ``eval/<split>_summary.json`` into the run directory (``<split>_<N>w<K>s_...`` when ``ways`` or
-    ``shots`` replace the trained setting). A data.dataset=movielens run returns a
+    ``shots`` replace the trained setting). ``support_cap``: movielens runs adapt on at most that many of
+    each test user's support ratings (the same users and query sets; ``recsys_summary_cap<N>.json``). A
+    data.dataset=movielens run returns a
     :class:`~fastadapt.recsys.RecsysReport` (every cold-start state, metric and baseline) instead of an
     :class:`EvalResult` and writes ``eval/recsys_summary.json``."""
     run_dir = Path(run_dir)
     experiment, params, _ = load_run(run_dir, checkpoint, ways, shots)
     cfg = experiment.config
     if cfg.data.dataset == "movielens":
-        return _evaluate_recommender(experiment, params, run_dir, steps, progress)
+        return _evaluate_recommender(experiment, params, run_dir, steps, progress, support_cap)
     split = cfg.evaluation.split
     result = evaluate(
         experiment.algorithm,
@@ -111,7 +114,7 @@ def evaluate_run(
 
 
 def _evaluate_recommender(
-    experiment: Experiment, params: Params, run_dir: Path, steps: int | None, progress: bool
+    experiment: Experiment, params: Params, run_dir: Path, steps: int | None, progress: bool, support_cap: int | None
 ) -> Any:
     from ..recsys import evaluate_recommender_run
 
@@ -126,8 +129,10 @@ def _evaluate_recommender(
         steps=steps if steps is not None else cfg.algorithm.test_steps,
         seed=cfg.evaluation.seed,
         progress=progress,
+        support_cap=support_cap,
     )
     out = run_dir / "eval"
     out.mkdir(exist_ok=True)
-    (out / "recsys_summary.json").write_text(json.dumps(report.summary(), indent=2) + "\n")
+    name = "recsys_summary.json" if support_cap is None else f"recsys_summary_cap{support_cap}.json"
+    (out / name).write_text(json.dumps(report.summary(), indent=2) + "\n")
     return report
