@@ -184,3 +184,21 @@ def test_cli_trains_and_reports_every_state_and_baseline(tmp_path: Path) -> None
     one = capped["states"]["user_cold"]["methods"]
     assert one["popularity"]["mae"] == methods["popularity"]["mae"]  # same users, queries and training data
     assert one["melu1"]["mae"]["mean"] > mae["melu1"]["mean"]  # one rating tells less than all of them
+
+    # The cold-start use case: a new user's few ratings in, the top unseen items out.
+    data = load_recsys_data(RecsysConfig(synthetic_users=300, synthetic_items=400), None).data
+    rated = [int(i) for i in data.item_ids[:3]]
+    lines = "".join(f"{i},{r}\n" for i, r in zip(rated, (5, 1, 4), strict=True))
+    (tmp_path / "me.csv").write_text("item_id,rating\n" + lines)
+    args = ["recommend", str(run_dir), "--ratings", str(tmp_path / "me.csv"), "--top", "7", "--gender", "F", "--json"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.stdout)
+    assert len(top) == 7 and not {r["item_id"] for r in top} & set(rated)
+    scores = [r["predicted_rating"] for r in top]
+    assert scores == sorted(scores, reverse=True) and all(r["title"] for r in top)
+
+    (tmp_path / "bad.csv").write_text("999999,4\n")
+    result = runner.invoke(main, ["recommend", str(run_dir), "--ratings", str(tmp_path / "bad.csv")])
+    assert result.exit_code == 2
+    assert "line 1: item id 999999 is not in ml-1m's items" in result.stderr
