@@ -176,6 +176,10 @@ def test_cli_trains_and_reports_every_state_and_baseline(tmp_path: Path) -> None
     mae = {m: v["mae"] for m, v in methods.items()}
     assert mae["melu1"]["mean"] < mae["popularity"]["mean"]
     assert mae["melu1"]["mean"] < mae["melu1-0"]["mean"]
+    paired = report["states"]["user_cold"]["paired"]["mae"]["popularity"]  # same users: a paired comparison
+    assert paired["n"] == mae["melu1"]["n"]
+    assert paired["difference"] == pytest.approx(mae["melu1"]["mean"] - mae["popularity"]["mean"])
+    assert paired["ci_low"] < paired["difference"] < paired["ci_high"]
 
     result = runner.invoke(main, ["eval", str(run_dir), "--support-cap", "1", "--json"])
     assert result.exit_code == 0, result.output

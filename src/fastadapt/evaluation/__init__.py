@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from ._bootstrap import PairedComparison as PairedComparison
+from ._bootstrap import bootstrap_ci as bootstrap_ci
+from ._bootstrap import paired_comparison as paired_comparison
+from ._classification import classification_report as classification_report
+from ._classification import confusion_matrix as confusion_matrix
+from ._classification import plot_confusion_matrix as plot_confusion_matrix
 from ._episodic import EvalResult as EvalResult
 from ._episodic import evaluate as evaluate
+from ._kfold import class_kfold as class_kfold
+from ._kfold import group_kfold as group_kfold
 from ._ranking import mae as mae
 from ._ranking import ndcg_at_k as ndcg_at_k
 from ._ranking import rmse as rmse

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..evaluation import mean_ci95
+from ..evaluation import mean_ci95, paired_comparison
 from ..evaluation._ranking import mae, ndcg_at_k, rmse, topk_metrics
 from ._coldstart import ColdStartSplit
 from ._methods import Recommender
@@ -28,6 +28,14 @@ STATES = ("warm", "user_cold", "item_cold", "user_item_cold")
 RATING_CUTOFFS = (1, 3, 5)
 TOP_CUTOFFS = (5, 10, 20)
 RELEVANT_RATING = 4.0
+PAIRED = ("mae", "ndcg@3")
+
+
+def _paired(a: list[float], b: list[float], seed: int) -> dict[str, Any] | None:
+    keep = [i for i in range(len(a)) if not (np.isnan(a[i]) or np.isnan(b[i]))]
+    if len(keep) < 2:
+        return None
+    return paired_comparison([a[i] for i in keep], [b[i] for i in keep], seed=seed).summary()
 
 
 def _summarise(values: list[float]) -> dict[str, float | int | None]:
@@ -55,7 +63,10 @@ def evaluate_recommenders(
         max_users: evaluate a seeded random subset of at most this many users per state (all if None).
 
     Returns:
-        ``{state: {"users": n, "methods": {method: {metric: {"mean", "ci95", "n"}}}}}``.
+        ``{state: {"users": n, "methods": {method: {metric: {"mean", "ci95", "n"}}},
+        "paired": {metric: {other: comparison}}}}``: ``paired`` compares the first method with each
+        other one on the same users (mean difference first - other, percentile-bootstrap CI, sign-flip
+        p-value; see :func:`~fastadapt.evaluation.paired_comparison`) for MAE and nDCG@3.
     """
     unknown = [s for s in states if s not in split.tasks]
     if unknown:
@@ -94,10 +105,15 @@ def evaluate_recommenders(
                         row[f"top_{name}@{k}"] = value
                 for name, value in row.items():
                     rows[method.name].setdefault(name, []).append(float(value))
+        first, *others = (m.name for m in methods)
         report[state] = {
             "users": len(tasks),
             "methods": {
                 m: {name: _summarise(values) for name, values in metrics.items()} for m, metrics in rows.items()
+            },
+            "paired": {
+                metric: {other: _paired(rows[first][metric], rows[other][metric], seed) for other in others}
+                for metric in PAIRED
             },
         }
     return report

@@ -39,6 +39,13 @@ class RecsysReport:
                     v = values[m]
                     cells.append(f"{'—':>17s}" if v["mean"] is None else f"{v['mean']:9.4f} ± {v['ci95']:.4f}")
                 lines.append(f"{state:15s} {method:12s} " + " ".join(cells))
+            for metric, comparisons in entry.get("paired", {}).items():
+                for other, c in comparisons.items():
+                    if c is not None:
+                        lines.append(
+                            f"{state:15s} {metric} {self.name} - {other}: {c['difference']:+.4f} "
+                            f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], p = {c['p_value']:.4f}"
+                        )
         return "\n".join(lines)
 
 
