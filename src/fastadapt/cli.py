@@ -12,6 +12,8 @@ import click
 
 from .algorithms import REGISTRY
 from .data_cli import data as data_group
+from .recsys import RecsysReport, read_ratings, user_categories
+from .recsys import recommend as recommend_items
 from .training import (
     CheckpointError,
     ConfigError,
@@ -118,7 +120,7 @@ def eval_(
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(result.describe() if hasattr(result, "describe") else _describe(summary))
+        click.echo(result.describe() if isinstance(result, RecsysReport) else _describe(summary))
 
 
 def _describe(s: dict[str, Any]) -> str:
@@ -187,9 +189,6 @@ def recommend(
     as_json: bool,
 ) -> None:
     """Adapt a trained recommender run to a new user's few ratings and print the top unseen items."""
-    from .recsys import read_ratings, user_categories
-    from .recsys import recommend as recommend_items
-
     try:
         experiment, params, _ = load_run(run_dir)
         if experiment.recsys is None:

@@ -12,6 +12,7 @@ from torch import nn
 from ..algorithms import Algorithm, build_algorithm, default_strategy
 from ..data import DIGITS_SPLIT, DataError, load_digits_pool, load_omniglot, omniglot_vinyals_split
 from ..models import MLP, Conv4, MeLU
+from ..recsys import ITEM_ID_COLUMN, RecsysData, UserTasks, feature_layout, load_recsys_data
 from ..tasks import (
     ClassSplit,
     ClassTransform,
@@ -39,7 +40,7 @@ class Experiment:
     strategy: str
     device: torch.device
     train_algorithm: Algorithm  # ``algorithm`` itself unless training episodes have other ways (ProtoNet)
-    recsys: Any = None  # data.dataset=movielens: the ratings and cold-start split (recsys.RecsysData)
+    recsys: RecsysData | None = None  # data.dataset=movielens: the ratings and cold-start split (recsys.RecsysData)
 
     @property
     def task_type(self) -> str:
@@ -81,21 +82,17 @@ def _episode_samplers(
     return samplers
 
 
-def _recsys_data(config: Config) -> Any:
-    from ..recsys import load_recsys_data
-
+def _recsys_data(config: Config) -> RecsysData:
     try:
         return load_recsys_data(config.recsys, config.data.root)
     except (DataError, ValueError) as error:
         raise ConfigError(f"data.dataset=movielens: {error}") from None
 
 
-def build_sources(config: Config, recsys: Any = None) -> dict[str, TaskSource]:
+def build_sources(config: Config, recsys: RecsysData | None = None) -> dict[str, TaskSource]:
     """The train / val / test task sources; ``recsys``: the loaded ratings for data.dataset=movielens."""
     data, task = config.data, config.task
     if data.dataset == "movielens":
-        from ..recsys import UserTasks
-
         recsys = recsys or _recsys_data(config)
         # Validation: held-out query ratings of existing users; test: new users (user-cold).
         states = {"train": "train", "val": "warm", "test": "user_cold"}
@@ -122,13 +119,11 @@ def build_sources(config: Config, recsys: Any = None) -> dict[str, TaskSource]:
     raise ConfigError(f"unknown data.dataset {data.dataset!r}; choose one of {DATASETS}")
 
 
-def build_model(config: Config, recsys: Any = None) -> nn.Module:
+def build_model(config: Config, recsys: RecsysData | None = None) -> nn.Module:
     m, dataset = config.model, config.data.dataset
     if (m.name == "melu") != (dataset == "movielens"):
         raise ConfigError(f"model.name=melu goes with data.dataset=movielens (got {m.name!r} with {dataset!r})")
     if m.name == "melu":
-        from ..recsys import ITEM_ID_COLUMN, feature_layout
-
         recsys = recsys or _recsys_data(config)
         categories, multi_hot = feature_layout(recsys.data, item_ids=m.item_ids)
         mean = float(np.mean([t.support_ratings.mean() for t in recsys.split.tasks["train"]]))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from ..evaluation import evaluate
+from ..evaluation import EvalResult, evaluate
+from ..recsys import RecsysReport, evaluate_recommender_run
 from ..typing import Params
 from ._build import Experiment, build_experiment
 from ._checkpoint import CheckpointError, load_checkpoint
@@ -80,7 +80,7 @@ def evaluate_run(
     ways: int | None = None,
     shots: int | None = None,
     support_cap: int | None = None,
-) -> Any:
+) -> EvalResult | RecsysReport:
     """Evaluates a run on its held-out split and writes ``eval/<split>_episodes.jsonl`` and
     ``eval/<split>_summary.json`` into the run directory (``<split>_<N>w<K>s_...`` when ``ways`` or
     ``shots`` replace the trained setting). ``support_cap``: movielens runs adapt on at most that many of
@@ -115,10 +115,10 @@ def evaluate_run(
 
 def _evaluate_recommender(
     experiment: Experiment, params: Params, run_dir: Path, steps: int | None, progress: bool, support_cap: int | None
-) -> Any:
-    from ..recsys import evaluate_recommender_run
-
+) -> RecsysReport:
     cfg = experiment.config
+    if experiment.recsys is None:
+        raise ConfigError(f"{run_dir} is not a data.dataset=movielens run")
     report = evaluate_recommender_run(
         cfg.name,
         experiment.model,
