@@ -3,7 +3,11 @@ synthetic meta-batches."""
 
 from __future__ import annotations
 
+import functools
+import sys
+import threading
 from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -37,6 +41,41 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "omniglot" / "images_background.zip").is_file():
         pytest.skip(f"shared data not found at {SHARED_DATA} (expected a copy of shared/ beside the clone)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def clinc150_dir() -> Path:
+    folder = SHARED_DATA / "clinc150"
+    if not (folder / "data_full.json").is_file():
+        pytest.skip(f"CLINC150 not found at {folder} (expected a copy of shared/ beside the clone)")
+    return folder
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up early is expected
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``(base URL, folder it serves)``: a loopback HTTP server on a free port, in a thread."""
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = _Server(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ def test_every_shipped_config_loads_and_builds(name: str, request: pytest.Fixtur
     overrides = []
     if name.startswith("omniglot"):
         overrides = [f"data.root={request.getfixturevalue('omniglot_dir')}"]
+    if name.startswith("clinc150"):  # hashed n-grams: the sentence encoder is tested in test_text.py
+        overrides = [f"data.root={request.getfixturevalue('clinc150_dir')}", "data.encoder=hashed-ngrams:256"]
     config = resolve_config(name, overrides)
     assert config.name == Path(name).name
     experiment = build_experiment(config)
@@ -59,7 +61,7 @@ def test_overrides_apply_and_are_typed(tmp_path: Path) -> None:
 
 def test_unknown_config_name_lists_shipped() -> None:
     with pytest.raises(
-        ConfigError, match=r"config 'nope' is neither a file nor a shipped config; shipped: digits_anil"
+        ConfigError, match=r"config 'nope' is neither a file nor a shipped config; shipped: clinc150_anil_5w5s, clinc150_maml_5w5s"
     ):
         resolve_config("nope")
 

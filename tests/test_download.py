@@ -3,13 +3,8 @@ a corrupted file, an HTML page, and an unreachable host. Nothing here touches th
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import socket
-import sys
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,33 +27,6 @@ from fastadapt.data_cli import data
 
 SMALL = REGISTRY["omniglot-small"]
 SMALL1 = SMALL.file("images_background_small1.zip")
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up early is expected
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """``(base URL, folder it serves)``: a loopback HTTP server on a free port, in a thread."""
-    root = tmp_path / "www"
-    root.mkdir()
-    httpd = _Server(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
 
 
 def publish(root: Path, remote: RemoteFile, content: bytes) -> None:

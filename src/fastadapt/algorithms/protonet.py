@@ -47,8 +47,10 @@ class ProtoNet:
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         embedded = self.embed(params, x)  # (n, D)
-        diff = embedded.unsqueeze(1) - state["prototypes"].unsqueeze(0)  # (n, N, D)
-        return -(diff * diff).sum(-1)  # (n, N)
+        prototypes = state["prototypes"]  # (N, D)
+        # ||e - p||^2 = ||e||^2 - 2 e.p + ||p||^2: one matmul instead of an (n, N, D) difference tensor.
+        squared = (embedded * embedded).sum(-1, keepdim=True) - 2 * embedded @ prototypes.T
+        return -(squared + (prototypes * prototypes).sum(-1))  # (n, N)
 
     def objective(
         self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor

@@ -9,6 +9,8 @@ from ._classification import classification_report as classification_report
 from ._classification import confusion_matrix as confusion_matrix
 from ._classification import plot_confusion_matrix as plot_confusion_matrix
 from ._episodic import EvalResult as EvalResult
+from ._episodic import Method as Method
+from ._episodic import compare_on_episodes as compare_on_episodes
 from ._episodic import evaluate as evaluate
 from ._kfold import class_kfold as class_kfold
 from ._kfold import group_kfold as group_kfold

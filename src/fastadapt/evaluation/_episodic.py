@@ -3,14 +3,18 @@ before and after adaptation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..algorithms import Algorithm, task_metric
-from ..tasks import TaskSource
+from ..tasks import Task, TaskSource
 from ..typing import Params
 from ._stats import mean_ci95
 
@@ -96,3 +100,30 @@ def evaluate(
         per_episode=rows,
         **info,
     )
+
+
+#: A classifier under comparison: maps an episode to ``(n_query, N)`` scores (logits or probabilities).
+Method = Callable[[Task], Tensor]
+
+
+def compare_on_episodes(
+    methods: Mapping[str, Method], source: TaskSource, *, episodes: int = 600, seed: int = 1234, progress: bool = False
+) -> dict[str, npt.NDArray[np.float64]]:
+    """The per-episode query accuracy of several methods on the same ``episodes`` tasks (drawn from
+    ``source`` with ``seed``, as :func:`evaluate` draws them), ready for :func:`paired_comparison`."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if not methods:
+        raise ValueError("no methods to compare")
+    generator = torch.Generator().manual_seed(seed)
+    scores: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in tqdm(range(episodes), desc="compare", disable=not progress, leave=False):
+        task = source.sample(generator)
+        for name, method in methods.items():
+            outputs = method(task)
+            if outputs.shape[0] != len(task.query_y):
+                raise ValueError(
+                    f"method {name!r} returned {outputs.shape[0]} rows for {len(task.query_y)} query examples"
+                )
+            scores[name].append(float(task_metric("classification", outputs, task.query_y)))
+    return {name: np.asarray(values) for name, values in scores.items()}

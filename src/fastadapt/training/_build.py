@@ -23,9 +23,11 @@ from ..tasks import (
     TaskSource,
     rotations,
 )
+from ..text import encode_texts, episodic_pool, heldout_classes, load_clinc150, load_text_csv
 from ._config import Config, ConfigError
 
-DATASETS = ("digits", "omniglot", "sinusoid", "linear", "movielens")
+DATASETS = ("digits", "omniglot", "sinusoid", "linear", "movielens", "clinc150", "text")
+TEXT = ("clinc150", "text")
 REGRESSION = ("sinusoid", "linear", "movielens")
 
 
@@ -89,6 +91,24 @@ def _recsys_data(config: Config) -> RecsysData:
         raise ConfigError(f"data.dataset=movielens: {error}") from None
 
 
+def _text_samplers(config: Config) -> dict[str, TaskSource]:
+    """Held-out-group episodes over frozen text embeddings (cached; the first run embeds every text)."""
+    data = config.data
+    try:
+        if data.dataset == "clinc150":
+            dataset = load_clinc150(data.root, progress=False)
+        elif data.root is None:
+            raise ConfigError("data.dataset=text needs data.root=PATH.csv (columns text, label; optional group, split)")
+        else:
+            dataset = load_text_csv(data.root)
+        embeddings = encode_texts(data.encoder, dataset.texts, progress=True)
+        train, test, _ = heldout_classes(dataset, data.folds, data.fold, seed=config.training.seed)
+    except (DataError, ValueError, ImportError) as error:
+        raise ConfigError(f"data.dataset={data.dataset}: {error}") from None
+    pool, split = episodic_pool(dataset, embeddings, train, test, seed=config.training.seed)
+    return _episode_samplers(config, pool, split, {})
+
+
 def build_sources(config: Config, recsys: RecsysData | None = None) -> dict[str, TaskSource]:
     """The train / val / test task sources; ``recsys``: the loaded ratings for data.dataset=movielens."""
     data, task = config.data, config.task
@@ -112,6 +132,8 @@ def build_sources(config: Config, recsys: RecsysData | None = None) -> dict[str,
         quarter_turns = rotations(0, 90, 180, 270)
         split = omniglot_vinyals_split(pool.class_names)
         return _episode_samplers(config, pool, split, dict.fromkeys(("train", "val", "test"), quarter_turns))
+    if data.dataset in TEXT:
+        return _text_samplers(config)
     if data.dataset in REGRESSION:
         family = SinusoidTasks if data.dataset == "sinusoid" else LinearTasks
         source = family(shots=task.shots, queries=task.queries)
@@ -119,7 +141,8 @@ def build_sources(config: Config, recsys: RecsysData | None = None) -> dict[str,
     raise ConfigError(f"unknown data.dataset {data.dataset!r}; choose one of {DATASETS}")
 
 
-def build_model(config: Config, recsys: RecsysData | None = None) -> nn.Module:
+def build_model(config: Config, recsys: RecsysData | None = None, in_features: int | None = None) -> nn.Module:
+    """The network; ``in_features``: the width of the inputs where the data decides it (text embeddings)."""
     m, dataset = config.model, config.data.dataset
     if (m.name == "melu") != (dataset == "movielens"):
         raise ConfigError(f"model.name=melu goes with data.dataset=movielens (got {m.name!r} with {dataset!r})")
@@ -140,9 +163,9 @@ def build_model(config: Config, recsys: RecsysData | None = None) -> nn.Module:
     out_features = 1 if regression else config.task.ways
     image_size = {"digits": 8, "omniglot": config.data.image_size}.get(dataset, 0)
     if m.name == "mlp":
-        return MLP(image_size * image_size or 1, m.widths, out_features, act=m.act)
+        return MLP(in_features or image_size * image_size or 1, m.widths, out_features, act=m.act)
     if m.name == "conv4":
-        if regression:
+        if regression or dataset in TEXT:
             raise ConfigError(f"model.name=conv4 needs image data, but data.dataset={dataset!r}; use model.name=mlp")
         return Conv4(
             1,
@@ -173,7 +196,10 @@ def build_experiment(config: Config) -> Experiment:
     torch.manual_seed(config.training.seed)
     recsys = _recsys_data(config) if config.data.dataset == "movielens" else None
     sources = build_sources(config, recsys)
-    model = build_model(config, recsys)
+    in_features = None
+    if config.data.dataset in TEXT:
+        in_features = int(sources["train"].pool.features.shape[1])  # type: ignore[attr-defined]
+    model = build_model(config, recsys, in_features)
     task_type = "regression" if config.data.dataset in REGRESSION else "classification"
     try:
         algorithm = build_algorithm(config.algorithm.name, model, **algorithm_options(config, task_type))

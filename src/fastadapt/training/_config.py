@@ -19,10 +19,15 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "digits"  # digits | omniglot | sinusoid | linear | movielens
+    dataset: str = "digits"  # digits | omniglot | sinusoid | linear | movielens | clinc150 | text
     train_rotations: tuple[int, ...] = ()  # digits: e.g. [0, 90, 180, 270], rotated training classes are new classes
-    root: str | None = None  # omniglot, movielens: folder with the zips (default: the verified copies in the cache)
+    # omniglot, movielens, clinc150: folder with the files (default: the verified copies in the cache);
+    # text: the CSV file (columns text, label; optional group, split)
+    root: str | None = None
     image_size: int = 28  # omniglot: images are resized to image_size x image_size
+    encoder: str = "all-MiniLM-L6-v2"  # clinc150, text: a sentence-transformers model, or hashed-ngrams[:N]
+    folds: int = 3  # clinc150, text: k of the k-fold over class groups (domains) held out for testing
+    fold: int = 0  # clinc150, text: which fold's groups are held out
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class TrainingConfig:
     meta_batch_size: int = 16
     optimizer: str = "adam"  # adam | sgd
     outer_lr: float = 0.001
+    rates_lr: float | None = None  # metasgd: outer learning rate of the learned inner rates (default: outer_lr)
     schedule: str = "constant"  # constant | cosine
     val_every: int = 100
     val_episodes: int = 100

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..algorithms import meta_gradient
+from ..algorithms.metasgd import LR_PREFIX
 from ..evaluation import EvalResult, evaluate
 from ..typing import Params
 from ._build import Experiment
@@ -75,10 +76,17 @@ class Trainer:
         self.params: Params = {
             k: v.to(experiment.device).requires_grad_() for k, v in experiment.algorithm.init_params().items()
         }
+        # Meta-SGD's learned inner rates may have their own outer rate (training.rates_lr): Adam's steps have
+        # an absolute size, and rates that start at 10 would not move at the weights' 1e-3.
+        rates = [p for k, p in self.params.items() if k.startswith(LR_PREFIX + ".")]
+        weights = [p for k, p in self.params.items() if not k.startswith(LR_PREFIX + ".")]
+        groups: list[dict[str, Any]] = [{"params": weights, "base_lr": cfg.outer_lr}]
+        if rates:
+            groups.append({"params": rates, "base_lr": cfg.rates_lr if cfg.rates_lr is not None else cfg.outer_lr})
         if cfg.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.params.values(), lr=cfg.outer_lr)
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(groups, lr=cfg.outer_lr)
         elif cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(self.params.values(), lr=cfg.outer_lr)
+            self.optimizer = torch.optim.SGD(groups, lr=cfg.outer_lr)
         else:
             raise ValueError(f"unknown training.optimizer {cfg.optimizer!r}; choose 'adam' or 'sgd'")
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -153,7 +161,7 @@ class Trainer:
             )
         lr = _learning_rate(cfg.outer_lr, cfg.schedule, self.step, cfg.iterations)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = _learning_rate(group.get("base_lr", cfg.outer_lr), cfg.schedule, self.step, cfg.iterations)
         for name, p in self.params.items():
             p.grad = grads[name]
         self.optimizer.step()

@@ -1,0 +1,110 @@
+"""The all-intents K-shot protocol: every method sees the same K utterances per intent and is scored on the
+whole test split; ensembles combine the methods of the same draw."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from ..evaluation import classification_report
+from ._datasets import TextDataset, texts_of
+from ._fewshot import (
+    HeadConfig,
+    adaptation_variants,
+    average_probabilities,
+    hashed_mlp,
+    logistic_head,
+    meta_train_head,
+    nearest_mean,
+    uniform_soup,
+)
+from ._protocols import kshot_indices
+
+BASELINES = ("logistic", "nearest-mean", "hashed-mlp")
+Probabilities = npt.NDArray[np.float64]
+
+
+def _scores(truth: npt.NDArray[np.int64], probabilities: Probabilities, seconds: float) -> dict[str, Any]:
+    report = classification_report(truth, probabilities.argmax(1), n_classes=probabilities.shape[1])
+    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "seconds": round(seconds, 2)}
+
+
+def all_intents(
+    dataset: TextDataset,
+    embeddings: npt.NDArray[np.float32],
+    shots: int,
+    seed: int,
+    heads: Mapping[str, HeadConfig],
+    baselines: Sequence[str] = BASELINES,
+    soups: Sequence[str] = ("maml", "anil"),
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    split: str = "test",
+) -> dict[str, dict[str, Any]]:
+    """One seeded K-shot draw, every method on it.
+
+    Args:
+        embeddings: ``(len(dataset.texts), d)`` frozen embeddings of every text.
+        heads: name -> meta-trained head settings (their seed is replaced by ``seed``); episodes are drawn
+            from the K-shot training utterances only.
+        baselines: any of :data:`BASELINES`.
+        soups: names in ``heads`` whose adaptation variants (inner learning rate x steps) are also combined,
+            as a uniform soup and as a prediction ensemble of the same variants.
+        split: where the methods are scored: ``"test"``, or ``"val"`` to choose settings without the test split.
+
+    Returns:
+        method -> ``{"accuracy", "macro_f1", "seconds"}`` on the test split. Ensembles: ``ensemble`` (the mean
+        probabilities of the meta-trained heads), ``ensemble+logistic`` (those and the logistic head),
+        ``<head> soup`` and ``<head> variants`` for each name in ``soups``.
+    """
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; choose from {BASELINES}")
+    support = kshot_indices(dataset, shots, seed)
+    test = dataset.indices(split)
+    sx, sy = embeddings[support], dataset.labels[support]
+    tx, ty = embeddings[test], dataset.labels[test]
+    say = log or (lambda _: None)
+    results: dict[str, dict[str, Any]] = {}
+    probabilities: dict[str, Probabilities] = {}
+
+    def record(name: str, p: Probabilities, seconds: float) -> None:
+        probabilities[name] = p
+        results[name] = _scores(ty, p, seconds)
+        say(f"{shots}-shot seed {seed} {name}: accuracy {results[name]['accuracy']:.4f} ({seconds:.1f} s)")
+
+    for name in baselines:
+        start = time.perf_counter()
+        if name == "logistic":
+            p = logistic_head(sx, sy, tx, seed=seed)
+        elif name == "nearest-mean":
+            p = nearest_mean(sx, sy, tx)
+        else:
+            p = hashed_mlp(texts_of(dataset, support), sy, texts_of(dataset, test), seed=seed)
+        record(name, p, time.perf_counter() - start)
+    support_x, support_y, test_x = torch.from_numpy(sx), torch.from_numpy(sy), torch.from_numpy(tx)
+    for name, config in heads.items():
+        start = time.perf_counter()
+        head = meta_train_head(replace(config, seed=seed), sx, sy, classes=dataset.num_classes, progress=progress)
+        p = head.probabilities(head.adapt(support_x, support_y), test_x).double().numpy()
+        record(name, p, time.perf_counter() - start)
+        if name in soups:
+            start = time.perf_counter()
+            variants = adaptation_variants(head)
+            states = [v.adapt(support_x, support_y) for v in variants]
+            members = [v.probabilities(s, test_x).double().numpy() for v, s in zip(variants, states, strict=True)]
+            record(f"{name} variants", average_probabilities(members), time.perf_counter() - start)
+            soup = head.probabilities(uniform_soup(states), test_x).double().numpy()
+            record(f"{name} soup", soup, time.perf_counter() - start)
+    if heads:
+        record("ensemble", average_probabilities([probabilities[n] for n in heads]), 0.0)
+        if "logistic" in probabilities:
+            members = [probabilities[n] for n in (*heads, "logistic")]
+            record("ensemble+logistic", average_probabilities(members), 0.0)
+    return results
