@@ -3,9 +3,11 @@
 * ``allintents``: K in {5, 10} utterances of each of the 150 intents, 5 seeds of the K-shot draw; every
   method (meta-trained heads, baselines, ensembles and soups) scored on the 4,500 test utterances.
 * ``heldout``: for each of the 3 folds over the 10 domains, ``fastadapt train clinc150_<algorithm>_5w5s``
-  (exact CLI commands, fresh processes) for ProtoNet, MAML, ANIL and Meta-SGD at 5-way 1-shot and 5-shot,
+  (exact CLI commands, fresh processes) for ProtoNet, MAML, ANIL and Meta-SGD at 5-way 1-shot, 5-way 5-shot
+  and 15-way 1-shot,
   then every head, the baselines and the heads' ensemble on the same 600 test episodes of the held-out
   domains, with paired comparisons against the logistic-head baseline.
+* ``gap``: fold 0's 5-way 1-shot heads on their training intents' unseen utterances against held-out intents.
 
 One JSON line per result goes to RESULTS; rows already there are skipped (an interrupted run continues).
 ``--markdown`` prints the tables.
@@ -36,7 +38,7 @@ from fastadapt.text import (
     heldout_classes,
     load_clinc150,
 )
-from fastadapt.training import load_run
+from fastadapt.training import load_checkpoint, load_run
 
 
 #: The heads of the all-intents protocol. Settings were chosen on the validation split (seed 0, 5-shot):
@@ -60,9 +62,22 @@ SETTINGS = {"5w1s": ["task.shots=1"], "5w5s": [], "15w1s": ["task.ways=15", "tas
 
 
 def done(results: Path) -> list[dict[str, Any]]:
+    """The rows written so far; a last line cut off by an interruption is ignored (its row reruns)."""
     if not results.exists():
         return []
-    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in results.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def finished(run_dir: Path, iterations: int) -> bool:
+    """Whether a run directory holds a run trained for all its iterations (an interrupted one resumes)."""
+    last = run_dir / "checkpoints" / "last.safetensors"
+    return last.exists() and int(load_checkpoint(last)[1]["step"]) >= iterations
 
 
 def append(results: Path, row: dict[str, Any]) -> None:
@@ -96,12 +111,13 @@ def run_heldout(root: str, runs: Path, results: Path, folds: int, episodes: int,
                 run_dir = runs / f"fold{fold}" / f"{algorithm}_{setting}"
                 command = [
                     str(Path(sys.executable).with_name("fastadapt")), "train", f"clinc150_{algorithm}_5w5s",
-                    f"data.root={root}", f"data.fold={fold}", f"data.folds={folds}",
+                    *([f"data.root={root}"] if root else []), f"data.fold={fold}", f"data.folds={folds}",
                     f"training.iterations={iterations}", *extra, "--run-dir", str(run_dir), "--no-progress",
                 ]  # fmt: skip
                 start = time.perf_counter()
-                if not (run_dir / "checkpoints" / "last.safetensors").exists():
-                    subprocess.run(command, check=True)
+                if not finished(run_dir, iterations):
+                    resume = ["--resume"] if (run_dir / "checkpoints" / "last.safetensors").exists() else []
+                    subprocess.run(command + resume, check=True)
                 train_seconds[algorithm] = round(time.perf_counter() - start, 1)
                 experiment, params, _ = load_run(run_dir)
                 heads[algorithm] = head_method(experiment.algorithm, params, experiment.config.algorithm.test_steps)
@@ -114,6 +130,24 @@ def run_heldout(root: str, runs: Path, results: Path, folds: int, episodes: int,
             row["compare_s"] = round(time.perf_counter() - start, 1)
             print({name: round(float(np.mean(v)), 4) for name, v in scores.items()})
             append(results, row)
+
+
+def run_gap(runs: Path, results: Path, episodes: int) -> None:
+    """Each fold-0 head and baseline on training intents (their unseen ``val`` utterances) and on held-out
+    intents, 5-way 1-shot: how much of a head's score is specific to the intents it was trained on."""
+    if any(r["protocol"] == "gap" for r in done(results)):
+        return
+    heads, experiment = {}, None
+    for algorithm in ALGORITHMS:
+        experiment, params, _ = load_run(runs / "fold0" / f"{algorithm}_5w1s")
+        heads[algorithm] = head_method(experiment.algorithm, params, experiment.config.algorithm.test_steps)
+    assert experiment is not None
+    row: dict[str, Any] = {"protocol": "gap", "fold": 0, "setting": "5w1s"}
+    for split in ("val", "test"):
+        scores = compare_on_episodes(episode_methods(heads), experiment.sources[split], episodes=episodes, seed=1234)
+        row[split] = {name: round(float(np.mean(v)), 4) for name, v in scores.items()}
+    print(row)
+    append(results, row)
 
 
 def _fmt(values: list[float]) -> str:
@@ -188,6 +222,16 @@ def markdown(results: Path) -> str:
                    + ". Training seconds per head (fold 0): "
                    + ", ".join(f"{k} {v}" for k, v in mine[0]["train_s"].items()))  # fmt: skip
         out.append("")
+    for r in rows:
+        if r["protocol"] == "gap":
+            out.append("**Training intents against held-out intents** (fold 0, 5-way 1-shot, the same heads)")
+            out.append("")
+            out.append("| method | training intents, unseen utterances | held-out intents | gap |")
+            out.append("|---|---|---|---|")
+            for name, value in r["val"].items():
+                gap = 100 * (value - r["test"][name])
+                out.append(f"| {name} | {100 * value:.2f} | {100 * r['test'][name]:.2f} | {gap:.2f} |")
+            out.append("")
     return "\n".join(out)
 
 
@@ -196,7 +240,7 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="folder with data_full.json and domains.json (default: the cache)")
     parser.add_argument("--runs", type=Path, default=Path("runs/clinc150"))
     parser.add_argument("--results", type=Path, default=None, help="default: RUNS/results.jsonl")
-    parser.add_argument("--protocol", choices=("allintents", "heldout", "both"), default="both")
+    parser.add_argument("--protocol", choices=("allintents", "heldout", "gap", "both"), default="both")
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--folds", type=int, default=3)
@@ -213,6 +257,8 @@ def main() -> None:
         run_all_intents(args.root, results, args.shots, args.seeds)
     if args.protocol in ("heldout", "both"):
         run_heldout(args.root, args.runs, results, args.folds, args.episodes, args.iterations)
+    if args.protocol in ("gap", "both"):
+        run_gap(args.runs, results, args.episodes)
     print(markdown(results))
     sys.stdout.flush()
 

@@ -61,7 +61,8 @@ def test_overrides_apply_and_are_typed(tmp_path: Path) -> None:
 
 def test_unknown_config_name_lists_shipped() -> None:
     with pytest.raises(
-        ConfigError, match=r"config 'nope' is neither a file nor a shipped config; shipped: clinc150_anil_5w5s, clinc150_maml_5w5s"
+        ConfigError,
+        match=r"config 'nope' is neither a file nor a shipped config; shipped: clinc150_anil_5w5s, clinc150_maml_5w5s",
     ):
         resolve_config("nope")
 

@@ -274,9 +274,12 @@ def test_csv_without_val_split_carves_validation_from_train() -> None:
 # -- heads, baselines, ensembles -----------------------------------------------------------------
 
 
-def clusters(classes: int = 5, per_class: int = 12, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(classes, dim)).astype(np.float32)
+def clusters(
+    classes: int = 5, per_class: int = 12, dim: int = 16, seed: int = 0, noise_seed: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian clusters around centres drawn with ``seed``; ``noise_seed`` draws other points of the same classes."""
+    centres = np.random.default_rng(seed).normal(size=(classes, dim)).astype(np.float32)
+    rng = np.random.default_rng([seed, 1] if noise_seed is None else [seed, 2, noise_seed])
     x = centres.repeat(per_class, 0) + 0.5 * rng.normal(size=(classes * per_class, dim)).astype(np.float32)
     return x.astype(np.float32), np.arange(classes).repeat(per_class)
 
@@ -287,9 +290,10 @@ def test_meta_trained_heads_beat_chance(algorithm: str, single_thread: None) -> 
     hidden = () if algorithm in ("maml", "metasgd") else (32,)
     config = HeadConfig(algorithm, hidden=hidden, shots=4, queries=4, iterations=30, inner_lr=1.0)
     head = meta_train_head(config, x, y)
-    tx, ty = clusters(seed=0)[0][1::2], y[1::2]
-    sx, sy = torch.from_numpy(x[::2]), torch.from_numpy(y[::2])
-    accuracy = (head.probabilities(head.adapt(sx, sy), torch.from_numpy(tx)).argmax(1).numpy() == ty).mean()
+    fresh_x, fresh_y = clusters(noise_seed=1)  # points never seen in meta-training
+    sx, sy = torch.from_numpy(fresh_x[::2]), torch.from_numpy(fresh_y[::2])
+    tx, ty = torch.from_numpy(fresh_x[1::2]), fresh_y[1::2]
+    accuracy = (head.probabilities(head.adapt(sx, sy), tx).argmax(1).numpy() == ty).mean()
     assert accuracy > 0.8
 
 
@@ -383,3 +387,22 @@ def test_text_dataset_without_csv_path_is_a_config_error() -> None:
     result = CliRunner().invoke(main, ["train", "clinc150_maml_5w5s", "data.dataset=text", "--no-progress"])
     assert result.exit_code != 0
     assert "data.dataset=text needs data.root=PATH.csv" in result.output
+
+
+def test_text_csv_trains_through_the_config(tmp_path: Path) -> None:
+    data = toy_dataset(classes=9, per_class=30, groups=3)  # 15 train utterances a class: 3 carved for val
+    rows = ["text,label,group"] + [
+        f"{t},{data.class_names[c]},{g}" for t, c in zip(data.texts, data.labels.tolist(), strict=True)
+        for g, ids in data.groups.items() if c in ids
+    ]  # fmt: skip
+    path = write_csv(tmp_path / "intents.csv", rows)
+    from fastadapt.training import build_experiment, resolve_config
+
+    overrides = [f"data.root={path}", "data.dataset=text", "data.encoder=hashed-ngrams:128", "task.queries=2"]
+    experiment = build_experiment(
+        resolve_config("clinc150_protonet_5w5s", [*overrides, "task.ways=3", "task.train_ways=3", "task.shots=1"])
+    )
+    test = experiment.sources["test"]
+    assert len(test.classes) == 3  # one of the 3 groups of 3 classes is held out
+    task = test.sample(torch.Generator().manual_seed(0))
+    assert task.support_x.shape == (3, 128) and task.query_x.shape == (6, 128)

@@ -119,3 +119,45 @@ def test_training_episodes_take_train_ways_and_train_queries() -> None:
     assert experiment.train_algorithm.objective(params, train.support_x, train.support_y, train.query_x, train.query_y)[
         0
     ].isfinite()
+
+
+@pytest.mark.parametrize("rates_lr", [None, 0.05])
+def test_metasgd_rates_take_steps_of_rates_lr(tmp_path: Path, rates_lr: float | None) -> None:
+    config = config_from_dict(
+        {
+            "data": {"dataset": "sinusoid"},
+            "task": {"shots": 5, "queries": 5},
+            "model": {"name": "mlp", "widths": [8]},
+            "algorithm": {"name": "metasgd", "inner_lr": 0.01},
+            "training": {"meta_batch_size": 2, "outer_lr": 0.001, "rates_lr": rates_lr, "val_every": 0},
+        }
+    )
+    trainer = Trainer(build_experiment(config), tmp_path, progress=False)
+    before = {k: v.detach().clone() for k, v in trainer.params.items()}
+    trainer.meta_step()
+    # Adam's first step moves every parameter with a non-zero gradient by its group's learning rate.
+    for name, value in trainer.params.items():
+        step = (value.detach() - before[name]).abs()
+        moved = step[step > 0]
+        assert moved.numel() > 0, name
+        expected = (rates_lr or 0.001) if name.startswith("inner_lr.") else 0.001
+        torch.testing.assert_close(moved, torch.full_like(moved, expected), rtol=1e-3, atol=1e-7)
+
+
+def test_metasgd_resumes_with_its_rate_group_and_the_configs_rates_lr(tmp_path: Path) -> None:
+    def config(rates_lr: float, iterations: int) -> object:
+        return config_from_dict(
+            {
+                "data": {"dataset": "sinusoid"},
+                "task": {"shots": 5, "queries": 5},
+                "model": {"name": "mlp", "widths": [8]},
+                "algorithm": {"name": "metasgd", "inner_lr": 0.01},
+                "training": {"iterations": iterations, "meta_batch_size": 2, "rates_lr": rates_lr, "val_every": 0},
+            }
+        )
+
+    Trainer(build_experiment(config(0.05, 2)), tmp_path, progress=False).run()
+    resumed = Trainer(build_experiment(config(0.2, 4)), tmp_path, progress=False)
+    resumed.restore(tmp_path / "checkpoints" / "last.safetensors")
+    assert resumed.step == 2
+    assert [g["base_lr"] for g in resumed.optimizer.param_groups] == [0.001, 0.2]

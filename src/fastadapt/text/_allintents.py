@@ -59,7 +59,8 @@ def all_intents(
         split: where the methods are scored: ``"test"``, or ``"val"`` to choose settings without the test split.
 
     Returns:
-        method -> ``{"accuracy", "macro_f1", "seconds"}`` on the test split. Ensembles: ``ensemble`` (the mean
+        method -> ``{"accuracy", "macro_f1", "seconds"}`` on ``split``; an ensemble's or soup's seconds are
+        its own cost beyond its members'. Ensembles: ``ensemble`` (the mean
         probabilities of the meta-trained heads), ``ensemble+logistic`` (those and the logistic head),
         ``<head> soup`` and ``<head> variants`` for each name in ``soups``.
     """
@@ -100,6 +101,7 @@ def all_intents(
             states = [v.adapt(support_x, support_y) for v in variants]
             members = [v.probabilities(s, test_x).double().numpy() for v, s in zip(variants, states, strict=True)]
             record(f"{name} variants", average_probabilities(members), time.perf_counter() - start)
+            start = time.perf_counter()
             soup = head.probabilities(uniform_soup(states), test_x).double().numpy()
             record(f"{name} soup", soup, time.perf_counter() - start)
     if heads:

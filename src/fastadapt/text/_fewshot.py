@@ -43,6 +43,7 @@ class HeadConfig:
             with the number of ways: 150-way heads on unit-length embeddings need rates in the hundreds.
         test_steps: inner steps when adapting to the final support set (default ``inner_steps``).
         seed: the initial weights and the episodes.
+        strategy: how a meta-batch is batched (``fastadapt.algorithms.STRATEGIES``).
     """
 
     algorithm: str = "protonet"
@@ -57,6 +58,7 @@ class HeadConfig:
     inner_steps: int = 5
     test_steps: int | None = None
     seed: int = 0
+    strategy: str = "vmap"
 
 
 @dataclass(frozen=True)
@@ -97,12 +99,14 @@ def meta_train_head(
     classes = classes or len(present)
     ways = config.ways or len(present)
     if config.algorithm != "protonet" and ways != classes:
+        fix = "leave ways unset" if config.ways else f"give the head {len(present)} classes or label every class"
         raise ValueError(
             f"{config.algorithm} trains an output layer of {classes} units, so its episodes need ways={classes}, "
-            f"got ways={ways}; leave ways unset"
+            f"got ways={ways}; {fix}"
         )
-    torch.manual_seed(config.seed)
-    model = head_model(x.shape[1], config.hidden, classes)
+    with torch.random.fork_rng():  # the head's initial weights come from the seed; the global RNG is left alone
+        torch.manual_seed(config.seed)
+        model = head_model(x.shape[1], config.hidden, classes)
     if config.algorithm == "protonet":
         algorithm = build_algorithm("protonet", model, ways=ways)
         final = build_algorithm("protonet", model, ways=classes)
@@ -121,7 +125,7 @@ def meta_train_head(
     generator = torch.Generator().manual_seed(config.seed)
     for _ in tqdm(range(config.iterations), desc=f"meta-training {config.algorithm}", disable=not progress):
         batch = sampler.sample_batch(config.meta_batch, generator)
-        grads, stats = meta_gradient(algorithm, params, batch, strategy="vmap")
+        grads, stats = meta_gradient(algorithm, params, batch, strategy=config.strategy)
         if not torch.isfinite(stats).all():
             raise FloatingPointError(
                 f"{config.algorithm}: non-finite episode loss during meta-training; lower inner_lr or outer_lr"
@@ -158,9 +162,13 @@ def nearest_mean(support_x: Array, support_y: Labels, query_x: Array) -> npt.NDA
     """Nearest class mean by squared Euclidean distance on the frozen embeddings (a ProtoNet whose
     embedding is the identity: no training). Returns softmax(-distance) probabilities."""
     classes = int(support_y.max()) + 1
-    means = np.stack([support_x[support_y == c].mean(0) for c in range(classes)])
-    logits = -((query_x[:, None, :] - means[None]) ** 2).sum(-1)
-    return np.asarray(torch.softmax(torch.from_numpy(logits).double(), -1).numpy())
+    missing = sorted(set(range(classes)) - set(np.unique(support_y).tolist()))
+    if missing:
+        raise ValueError(f"classes {missing[:10]} have no support example; every class id up to the largest needs one")
+    means = torch.from_numpy(np.stack([support_x[support_y == c].mean(0) for c in range(classes)])).double()
+    q = torch.from_numpy(query_x).double()
+    squared = (q * q).sum(-1, keepdim=True) - 2 * q @ means.T + (means * means).sum(-1)  # (n, C), no (n, C, d)
+    return np.asarray(torch.softmax(-squared, -1).numpy())
 
 
 def hashed_mlp(

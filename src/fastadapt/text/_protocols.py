@@ -68,6 +68,8 @@ def episodic_pool(
     * test: the held-out classes' ``test`` utterances, or all their utterances if they have none (they were
       never trained on).
     """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if len(embeddings) != len(dataset.texts):
         raise ValueError(f"{len(embeddings)} embeddings for {len(dataset.texts)} texts; embed every text once")
     rng = np.random.default_rng(seed)
@@ -87,8 +89,13 @@ def episodic_pool(
         train = np.flatnonzero(mine & (dataset.splits == "train"))
         val = np.flatnonzero(mine & (dataset.splits == "val"))
         if len(val) == 0:
+            if len(train) < 2:
+                raise ValueError(
+                    f"class {dataset.class_names[c]!r} has {len(train)} train example(s) and no val ones; "
+                    "a training class needs 2 or more to carve validation utterances from"
+                )
             train = rng.permutation(train)
-            cut = max(1, round(val_fraction * len(train)))
+            cut = min(len(train) - 1, max(1, round(val_fraction * len(train))))
             train, val = np.sort(train[cut:]), np.sort(train[:cut])
         add("train", dataset.class_names[c], train)
         add("val", f"{dataset.class_names[c]} (val)", val)

@@ -102,10 +102,12 @@ def _text_samplers(config: Config) -> dict[str, TaskSource]:
         else:
             dataset = load_text_csv(data.root)
         embeddings = encode_texts(data.encoder, dataset.texts, progress=True)
-        train, test, _ = heldout_classes(dataset, data.folds, data.fold, seed=config.training.seed)
+        train, test, _ = heldout_classes(dataset, data.folds, data.fold, seed=data.split_seed)
+        pool, split = episodic_pool(dataset, embeddings, train, test, seed=data.split_seed)
+    except ConfigError:
+        raise
     except (DataError, ValueError, ImportError) as error:
         raise ConfigError(f"data.dataset={data.dataset}: {error}") from None
-    pool, split = episodic_pool(dataset, embeddings, train, test, seed=config.training.seed)
     return _episode_samplers(config, pool, split, {})
 
 

@@ -28,6 +28,7 @@ class DataConfig:
     encoder: str = "all-MiniLM-L6-v2"  # clinc150, text: a sentence-transformers model, or hashed-ngrams[:N]
     folds: int = 3  # clinc150, text: k of the k-fold over class groups (domains) held out for testing
     fold: int = 0  # clinc150, text: which fold's groups are held out
+    split_seed: int = 0  # clinc150, text: the shuffle of the groups into folds (and of a CSV's val utterances)
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,17 @@ class Trainer:
                 slots.setdefault(int(index), {})[key] = value
         for index, values in state["optim_scalars"].items():
             slots.setdefault(int(index), {}).update(values)
-        self.optimizer.load_state_dict({"state": slots, "param_groups": state["param_groups"]})
+        groups = state["param_groups"]
+        if len(groups) != len(self.optimizer.param_groups):
+            raise CheckpointError(
+                f"checkpoint {path} has {len(groups)} optimiser parameter group(s) but this run has "
+                f"{len(self.optimizer.param_groups)} (Meta-SGD's rates have had their own group since "
+                "training.rates_lr was added); start a new run directory instead of resuming"
+            )
+        current = [group["base_lr"] for group in self.optimizer.param_groups]
+        self.optimizer.load_state_dict({"state": slots, "param_groups": groups})
+        for group, base_lr in zip(self.optimizer.param_groups, current, strict=True):
+            group["base_lr"] = base_lr  # learning rates come from the config, which may change on resume
         self.generator.set_state(tensors["rng/tasks"])
         self.step, self.best = int(state["step"]), state["best"]
 
@@ -161,7 +171,7 @@ class Trainer:
             )
         lr = _learning_rate(cfg.outer_lr, cfg.schedule, self.step, cfg.iterations)
         for group in self.optimizer.param_groups:
-            group["lr"] = _learning_rate(group.get("base_lr", cfg.outer_lr), cfg.schedule, self.step, cfg.iterations)
+            group["lr"] = _learning_rate(group["base_lr"], cfg.schedule, self.step, cfg.iterations)
         for name, p in self.params.items():
             p.grad = grads[name]
         self.optimizer.step()
