@@ -53,7 +53,7 @@ def all_intents_heads(shots: int) -> dict[str, HeadConfig]:
     }
 
 
-PUBLISHED = {  # CLINC150 all-intents accuracy (Zhang et al. 2021, CPFT, Table 2)
+PUBLISHED = {  # CLINC150 all-intents accuracy as reported by Zhang et al. 2021 (CPFT, arXiv:2109.06349)
     5: {"USE+ConveRT": 90.49, "DNNC": 91.02, "CPFT": 92.34},
     10: {"USE+ConveRT": 93.26, "DNNC": 93.76, "CPFT": 94.18},
 }
@@ -164,10 +164,11 @@ def markdown(results: Path) -> str:
             by_shots.setdefault(r["shots"], []).append(r)
     if by_shots:
         shots_list = sorted(by_shots)
-        out.append(
-            "| method | " + " | ".join(f"{k}-shot accuracy | {k}-shot macro-F1 | s / seed" for k in shots_list) + " |"
+        header = " | ".join(
+            f"{k}-shot accuracy | {k}-shot macro-F1 | {k}-shot vs logistic | s / seed" for k in shots_list
         )
-        out.append("|---|" + "---|---|---|" * len(shots_list))
+        out.append(f"| method | {header} |")
+        out.append("|---|" + "---|---|---|---|" * len(shots_list))
         names = list(by_shots[shots_list[0]][0]["methods"])
         for name in names:
             cells = []
@@ -176,12 +177,16 @@ def markdown(results: Path) -> str:
                 acc = [s["methods"][name]["accuracy"] for s in seeds]
                 f1 = [s["methods"][name]["macro_f1"] for s in seeds]
                 sec = np.mean([s["methods"][name]["seconds"] for s in seeds])
-                cells += [_fmt(acc), _fmt(f1), f"{sec:.1f}"]
+                vs = ""
+                if name != "logistic" and len(seeds) >= 2:
+                    p = paired_comparison(acc, [s["methods"]["logistic"]["accuracy"] for s in seeds])
+                    vs = f"{100 * p.difference:+.2f}, p={p.p_value:.3f}"
+                cells += [_fmt(acc), _fmt(f1), vs, f"{sec:.1f}"]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         for published in ("USE+ConveRT", "DNNC", "CPFT"):
             cells = []
             for k in shots_list:
-                cells += [f"{PUBLISHED[k][published]:.2f}" if k in PUBLISHED else "", "", ""]
+                cells += [f"{PUBLISHED[k][published]:.2f}" if k in PUBLISHED else "", "", "", ""]
             out.append(f"| {published} (published) | " + " | ".join(cells) + " |")
         out.append("")
         seeds = ", ".join(f"{k}-shot {len(by_shots[k])}" for k in shots_list)

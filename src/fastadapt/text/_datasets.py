@@ -1,4 +1,4 @@
-"""Labelled text: CLINC150 (Larson et al. 2019) and any CSV of ``text,label``."""
+"""Labelled text: CLINC150 (Larson et al. 2019, arXiv:1909.02027) and any CSV of ``text,label``."""
 
 from __future__ import annotations
 

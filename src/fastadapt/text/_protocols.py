@@ -1,8 +1,8 @@
 """The two few-shot text protocols.
 
-* All intents, K-shot (the intent-detection literature: Casanueva et al. 2020, Zhang et al. 2020 DNNC,
-  Zhang et al. 2021 CPFT): K training utterances of every intent, drawn with a seed; the model is scored on
-  the whole test split.
+* All intents, K-shot (the intent-detection literature: Casanueva et al. 2020, arXiv:2003.04807; DNNC,
+  arXiv:2010.13009; CPFT, arXiv:2109.06349): K training utterances of every intent, drawn with a seed; the
+  model is scored on the whole test split.
 * Held-out groups, episodic: meta-train on the intents of some domains, test N-way K-shot episodes on the
   intents of the other domains; :func:`heldout_classes` rotates the held-out domains (k-fold over class
   groups).
