@@ -25,6 +25,8 @@ from .training import (
     resolve_config,
     shipped_configs,
 )
+from .tuning import PRUNERS, SAMPLERS, TuneJob, TuneResult
+from .tuning import tune as run_tune
 
 #: The demo: (shipped config, overrides that fit it in the time budget), evaluated on held-out tasks.
 DEMO: tuple[tuple[str, list[str]], ...] = (
@@ -87,6 +89,78 @@ def train(config: str, overrides: tuple[str, ...], run_dir: Path | None, resume:
     except (ConfigError, CheckpointError, TrainingError) as error:
         _fail(error)
     click.echo(f"run written to {out}")
+
+
+@main.command()
+@click.argument("config")
+@click.argument("overrides", nargs=-1)
+@click.option("--space", "space", required=True, type=click.Path(path_type=Path), help="Search space YAML.")
+@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Complete or pruned trials.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--storage", help="Database URL (postgresql://...); default: a journal file in --study-dir.")
+@click.option("--study", "study_name", help="Study name (default: the config's name).")
+@click.option("--study-dir", type=click.Path(path_type=Path), help="Trials, journal, plots (default runs/tune-NAME).")
+@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True)
+@click.option("--pruner", type=click.Choice(PRUNERS), default="hyperband", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed (worker i uses seed + i).")
+@click.option(
+    "--grace", type=float, default=60.0, show_default=True, help="Seconds without heartbeat before a trial is stale."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def tune(
+    config: str,
+    overrides: tuple[str, ...],
+    space: Path,
+    trials: int,
+    workers: int,
+    storage: str | None,
+    study_name: str | None,
+    study_dir: Path | None,
+    sampler: str,
+    pruner: str,
+    seed: int,
+    grace: float,
+    as_json: bool,
+) -> None:
+    """Bayesian search (Optuna) over the config keys in --space; re-running the same command continues it."""
+    try:
+        base = resolve_config(config, list(overrides))
+        name = study_name or base.name
+        job = TuneJob(
+            config, tuple(overrides), str(space), name, storage, str(study_dir or Path("runs") / f"tune-{name}"),
+            trials, sampler, pruner, seed,
+        )  # fmt: skip
+        result = run_tune(job, workers, grace=grace)
+    except (ConfigError, CheckpointError, TrainingError) as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(result.summary()))
+        return
+    _print_tune(result)
+
+
+def _print_tune(result: TuneResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"study {result.study} ({result.direction})")
+    for column in ("trials", "complete", "pruned", "failed", "best value"):
+        table.add_column(column)
+    best = "-" if result.best_value is None else f"{result.best_value:.4f}"
+    table.add_row(str(result.n_trials), str(result.n_complete), str(result.n_pruned), str(result.n_failed), best)
+    console = Console()
+    console.print(table)
+    params = Table(title="best parameters")
+    params.add_column("key")
+    params.add_column("value")
+    for key, value in result.best_params.items():
+        params.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(params)
+    console.print(f"storage: {result.storage}")
+    if result.best_config:
+        console.print(f"best config: {result.best_config} (fastadapt train {result.best_config})")
+    for plot in result.plots:
+        console.print(f"plot: {plot}")
 
 
 @main.command("eval")
@@ -205,3 +279,7 @@ def recommend(
         return
     for rank, r in enumerate(found, start=1):
         click.echo(f"{rank:3d}. {r.title} (item {r.item_id}): predicted {r.predicted_rating:.2f}")
+
+
+if __name__ == "__main__":
+    main()

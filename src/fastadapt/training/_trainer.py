@@ -9,6 +9,7 @@ all-reduce the gradients without touching the rest.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -196,8 +197,12 @@ class Trainer:
         return value > self.best if self.exp.metric == "accuracy" else value < self.best
 
     # -- the loop ----------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict[str, Any]:
-        """Trains to ``training.iterations``; with ``resume`` continues from ``checkpoints/last``."""
+    def run(self, resume: bool = False, on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+        """Trains to ``training.iterations``; with ``resume`` continues from ``checkpoints/last``.
+
+        ``on_validation(step, value)`` is called after every validation (a hyperparameter search reports to its
+        pruner there); an exception it raises stops training after the checkpoints of that step are written.
+        """
         cfg = self.exp.config.training
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -221,6 +226,8 @@ class Trainer:
                         self.save(BEST)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
                     self.save(LAST)
+                if on_validation is not None and cfg.val_every and self.step % cfg.val_every == 0:
+                    on_validation(self.step, result.mean)
         finally:
             bar.close()
             logger.close()

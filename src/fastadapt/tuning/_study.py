@@ -1,0 +1,324 @@
+"""``fastadapt tune``: a Bayesian search (Optuna) over any config keys, each trial a run of the core trainer.
+
+Storage follows Optuna's advice: a journal file in the study directory (``JournalFileBackend``: file locks,
+safe for several processes on one machine; SQLite is not) or a database URL (PostgreSQL) for workers on
+several machines. Re-running the same command continues the study. A trial whose worker died (no heartbeat
+for ``grace`` seconds) is failed and enqueued again, once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..training import Config, ConfigError, Trainer, TrainingError, build_experiment, resolve_config
+from ..training._build import REGRESSION
+from ..training._config import save_config
+from ._space import Dimension, apply, load_space
+
+SAMPLERS = ("tpe", "gp", "cmaes", "random")
+PRUNERS = ("hyperband", "median", "none")
+JOURNAL = "study.journal"
+HEARTBEAT_S = 10.0
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What ``tune --json`` prints."""
+
+    study: str
+    storage: str
+    direction: str
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_config: str | None
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    plots: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def direction_of(config: Config) -> Literal["minimize", "maximize"]:
+    """Accuracy is maximised, regression MSE minimised."""
+    return "minimize" if config.data.dataset in REGRESSION else "maximize"
+
+
+def open_storage(url: str | None, study_dir: Path) -> Any:
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend
+
+    if url is None:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL)))
+    if url.startswith("sqlite"):
+        raise ConfigError(
+            "--storage sqlite:// is not safe for parallel workers (Optuna's FAQ); leave --storage unset for a "
+            "journal file, or use postgresql://"
+        )
+    try:
+        with warnings.catch_warnings():
+            # Optuna labels the heartbeat and its retry callback experimental; they are what it recommends.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                heartbeat_interval=int(HEARTBEAT_S),
+                grace_period=int(6 * HEARTBEAT_S),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except (ImportError, optuna.exceptions.StorageInternalError, ValueError) as error:
+        raise ConfigError(f"--storage {url}: {error}") from None
+
+
+def make_sampler(name: str, seed: int | None) -> Any:
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise ConfigError("--sampler cmaes needs the package cmaes: pip install cmaes") from None
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    raise ConfigError(f"unknown sampler {name!r}; choose one of {SAMPLERS}")
+
+
+def make_pruner(name: str, config: Config) -> Any:
+    import optuna
+
+    every = config.training.val_every
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=every, max_resource=config.training.iterations)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=every)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown pruner {name!r}; choose one of {PRUNERS}")
+
+
+class _Heartbeat:
+    """Writes the time into the trial's ``heartbeat`` attribute every few seconds while it runs."""
+
+    def __init__(self, study: Any, trial: Any, interval: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(study, trial._trial_id, interval), daemon=True)
+
+    def _beat(self, study: Any, trial_id: int, interval: float) -> None:
+        while not self._stop.wait(interval):
+            study._storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def recover_stale_trials(study: Any, grace: float) -> list[int]:
+    """Fails the RUNNING trials with no heartbeat for ``grace`` seconds (their worker died) and enqueues each
+    once more with the same parameters. Returns the failed trials' numbers."""
+    from optuna.trial import TrialState
+
+    now, failed = time.time(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        last = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else now)
+        if now - float(last) < grace:
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, "error", f"worker stopped (no heartbeat for {grace:.0f} s)")
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        failed.append(trial.number)
+        if "retry_of" not in trial.user_attrs:
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    return failed
+
+
+def _objective(base: Config, space: list[Dimension], study_dir: Path, study: Any) -> Any:
+    import optuna
+
+    def objective(trial: Any) -> float:
+        params = {d.key: d.suggest(trial) for d in space}
+        config = apply(base, params)
+        run_dir = study_dir / "trials" / f"{trial.number:04d}"
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step} (validation {value:.4f})")
+
+        with _Heartbeat(study, trial, HEARTBEAT_S):
+            try:
+                out = Trainer(build_experiment(config), run_dir, progress=False).run(on_validation=report)
+            except (TrainingError, ConfigError, ValueError, FloatingPointError) as error:
+                trial.set_user_attr("error", str(error))
+                raise
+        if out["best_val"] is None:
+            raise ConfigError("the trial ran no validation; tuning needs training.val_every > 0")
+        trial.set_user_attr("run_dir", str(run_dir))
+        return float(out["best_val"])
+
+    return objective
+
+
+@dataclass(frozen=True)
+class TuneJob:
+    """Everything a worker process needs (picklable)."""
+
+    config_name: str
+    overrides: tuple[str, ...]
+    space_path: str
+    study_name: str
+    storage_url: str | None
+    study_dir: str
+    trials: int
+    sampler: str
+    pruner: str
+    seed: int | None
+
+
+def _open_study(job: TuneJob, base: Config) -> Any:
+    import optuna
+
+    return optuna.create_study(
+        study_name=job.study_name,
+        storage=open_storage(job.storage_url, Path(job.study_dir)),
+        sampler=make_sampler(job.sampler, job.seed),
+        pruner=make_pruner(job.pruner, base),
+        direction=direction_of(base),
+        load_if_exists=True,
+    )
+
+
+def run_worker(job: TuneJob, worker: int = 0) -> None:
+    """Runs trials until the study has ``job.trials`` complete or pruned ones (shared by all workers)."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = resolve_config(job.config_name, list(job.overrides))
+    space = load_space(job.space_path, base)
+    if job.seed is not None and worker:
+        job = TuneJob(**{**asdict(job), "seed": job.seed + worker})  # workers sample differently
+    study = _open_study(job, base)
+    done = MaxTrialsCallback(job.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if _finished(study) >= job.trials:
+        return
+    study.optimize(
+        _objective(base, space, Path(job.study_dir), study),
+        n_trials=job.trials,  # an upper bound per worker; the callback stops every worker at the study's total
+        callbacks=[done],
+        catch=(TrainingError, ConfigError, ValueError, FloatingPointError),
+    )
+
+
+def _finished(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def tune(job: TuneJob, workers: int = 1, grace: float = 6 * HEARTBEAT_S) -> TuneResult:
+    """Runs (or continues) a study with ``workers`` processes, then writes the best config and the plots."""
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    base = resolve_config(job.config_name, list(job.overrides))
+    load_space(job.space_path, base)  # fail before starting workers
+    if not base.training.val_every:
+        raise ConfigError("tuning reports validation scores: set training.val_every > 0")
+    study = _open_study(job, base)
+    if job.storage_url is None:
+        recover_stale_trials(study, grace)
+    if workers == 1:
+        run_worker(job)
+    else:
+        context = multiprocessing.get_context("spawn")
+        processes = [context.Process(target=run_worker, args=(job, i)) for i in range(workers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        bad = [p.exitcode for p in processes if p.exitcode]
+        if bad:
+            raise ConfigError(f"{len(bad)} worker(s) exited with codes {bad}; the study so far is kept")
+    return report(job, base)
+
+
+def report(job: TuneJob, base: Config) -> TuneResult:
+    """The study's summary, the best configuration as YAML, and the plots (PNG)."""
+    from optuna.trial import TrialState
+
+    study = _open_study(job, base)
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    study_dir = Path(job.study_dir)
+    best_config = None
+    best_value, best_params = None, {}
+    if complete:
+        best = study.best_trial
+        best_value, best_params = float(best.value), dict(best.params)
+        path = study_dir / "best_config.yaml"
+        save_config(apply(base, best_params), path)
+        best_config = str(path)
+    return TuneResult(
+        study=job.study_name,
+        storage=job.storage_url or str(study_dir / JOURNAL),
+        direction=direction_of(base),
+        best_value=best_value,
+        best_params=best_params,
+        best_config=best_config,
+        n_trials=len(trials),
+        n_complete=len(complete),
+        n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        n_failed=sum(t.state == TrialState.FAIL for t in trials),
+        plots=plot_study(study, study_dir) if complete else [],
+    )
+
+
+def plot_study(study: Any, study_dir: Path) -> list[str]:
+    """Optimisation history, parameter importances and intermediate values as PNG (Optuna's matplotlib
+    visualisation); a plot Optuna cannot draw yet (e.g. importances from one trial) is skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as views
+
+    written = []
+    for name, draw in (
+        ("history", views.plot_optimization_history),
+        ("importances", views.plot_param_importances),
+        ("intermediate", views.plot_intermediate_values),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib views experimental
+            try:
+                draw(study)
+            except (ValueError, RuntimeError):
+                plt.close("all")
+                continue
+        figure = plt.gcf()
+        path = study_dir / f"{name}.png"
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        written.append(str(path))
+    return written
