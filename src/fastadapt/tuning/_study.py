@@ -113,13 +113,13 @@ def make_pruner(name: str, config: Config) -> Any:
 class _Heartbeat:
     """Writes the time into the trial's ``heartbeat`` attribute every few seconds while it runs."""
 
-    def __init__(self, study: Any, trial: Any, interval: float) -> None:
+    def __init__(self, trial: Any, interval: float) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(study, trial._trial_id, interval), daemon=True)
+        self._thread = threading.Thread(target=self._beat, args=(trial, interval), daemon=True)
 
-    def _beat(self, study: Any, trial_id: int, interval: float) -> None:
+    def _beat(self, trial: Any, interval: float) -> None:
         while not self._stop.wait(interval):
-            study._storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+            trial.set_user_attr("heartbeat", time.time())
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -135,6 +135,7 @@ def recover_stale_trials(study: Any, grace: float) -> list[int]:
     once more with the same parameters. Returns the failed trials' numbers."""
     from optuna.trial import TrialState
 
+    # Optuna has no public call to fail another process's trial; the storage's own method does it.
     now, failed = time.time(), []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         last = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else now)
@@ -148,7 +149,7 @@ def recover_stale_trials(study: Any, grace: float) -> list[int]:
     return failed
 
 
-def _objective(base: Config, space: list[Dimension], study_dir: Path, study: Any) -> Any:
+def _objective(base: Config, space: list[Dimension], study_dir: Path) -> Any:
     import optuna
 
     def objective(trial: Any) -> float:
@@ -161,7 +162,7 @@ def _objective(base: Config, space: list[Dimension], study_dir: Path, study: Any
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step} (validation {value:.4f})")
 
-        with _Heartbeat(study, trial, HEARTBEAT_S):
+        with _Heartbeat(trial, HEARTBEAT_S):
             try:
                 out = Trainer(build_experiment(config), run_dir, progress=False).run(on_validation=report)
             except (TrainingError, ConfigError, ValueError, FloatingPointError) as error:
@@ -220,7 +221,7 @@ def run_worker(job: TuneJob, worker: int = 0) -> None:
     if _finished(study) >= job.trials:
         return
     study.optimize(
-        _objective(base, space, Path(job.study_dir), study),
+        _objective(base, space, Path(job.study_dir)),
         n_trials=job.trials,  # an upper bound per worker; the callback stops every worker at the study's total
         callbacks=[done],
         catch=(TrainingError, ConfigError, ValueError, FloatingPointError),
