@@ -187,8 +187,12 @@ def test_postgresql_storage_with_two_workers(tmp_path: Path, postgres: str) -> N
     args = ["digits_maml", *BAD, "--space", str(space), "--trials", "3", "--workers", "2", "--pruner", "none"]
     summary = tune([*args, "--storage", postgres, "--study-dir", str(tmp_path / "study")])
     assert summary["storage"] == postgres and summary["n_complete"] >= 3 and summary["n_failed"] == 0
-    study = optuna.load_study(study_name="digits_maml", storage=postgres)
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == summary["n_complete"]
+    storage = optuna.storages.RDBStorage(postgres)
+    try:
+        study = optuna.load_study(study_name="digits_maml", storage=storage)
+        assert len(study.get_trials(states=(TrialState.COMPLETE,))) == summary["n_complete"]
+    finally:
+        storage.engine.dispose()
     assert not (tmp_path / "study" / "study.journal").exists()
 
 

@@ -8,10 +8,12 @@ for ``grace`` seconds) is failed and enqueued again, once.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -192,17 +194,25 @@ class TuneJob:
     seed: int | None
 
 
-def _open_study(job: TuneJob, base: Config) -> Any:
+@contextlib.contextmanager
+def _open_study(job: TuneJob, base: Config) -> Iterator[Any]:
+    """The study, created or loaded; a database storage's connections are closed afterwards."""
     import optuna
 
-    return optuna.create_study(
-        study_name=job.study_name,
-        storage=open_storage(job.storage_url, Path(job.study_dir)),
-        sampler=make_sampler(job.sampler, job.seed),
-        pruner=make_pruner(job.pruner, base),
-        direction=direction_of(base),
-        load_if_exists=True,
-    )
+    storage = open_storage(job.storage_url, Path(job.study_dir))
+    try:
+        yield optuna.create_study(
+            study_name=job.study_name,
+            storage=storage,
+            sampler=make_sampler(job.sampler, job.seed),
+            pruner=make_pruner(job.pruner, base),
+            direction=direction_of(base),
+            load_if_exists=True,
+        )
+    finally:
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
 
 
 def run_worker(job: TuneJob, worker: int = 0) -> None:
@@ -216,16 +226,16 @@ def run_worker(job: TuneJob, worker: int = 0) -> None:
     space = load_space(job.space_path, base)
     if job.seed is not None and worker:
         job = TuneJob(**{**asdict(job), "seed": job.seed + worker})  # workers sample differently
-    study = _open_study(job, base)
     done = MaxTrialsCallback(job.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    if _finished(study) >= job.trials:
-        return
-    study.optimize(
-        _objective(base, space, Path(job.study_dir)),
-        n_trials=job.trials,  # an upper bound per worker; the callback stops every worker at the study's total
-        callbacks=[done],
-        catch=(TrainingError, ConfigError, ValueError, FloatingPointError),
-    )
+    with _open_study(job, base) as study:
+        if _finished(study) >= job.trials:
+            return
+        study.optimize(
+            _objective(base, space, Path(job.study_dir)),
+            n_trials=job.trials,  # an upper bound per worker; the callback stops every worker at the study's total
+            callbacks=[done],
+            catch=(TrainingError, ConfigError, ValueError, FloatingPointError),
+        )
 
 
 def _finished(study: Any) -> int:
@@ -246,9 +256,9 @@ def tune(job: TuneJob, workers: int = 1, grace: float = 6 * HEARTBEAT_S) -> Tune
     load_space(job.space_path, base)  # fail before starting workers
     if not base.training.val_every:
         raise ConfigError("tuning reports validation scores: set training.val_every > 0")
-    study = _open_study(job, base)
-    if job.storage_url is None:
-        recover_stale_trials(study, grace)
+    with _open_study(job, base) as study:  # creates the study (and a database's tables) before any worker starts
+        if job.storage_url is None:
+            recover_stale_trials(study, grace)
     if workers == 1:
         run_worker(job)
     else:
@@ -266,9 +276,13 @@ def tune(job: TuneJob, workers: int = 1, grace: float = 6 * HEARTBEAT_S) -> Tune
 
 def report(job: TuneJob, base: Config) -> TuneResult:
     """The study's summary, the best configuration as YAML, and the plots (PNG)."""
+    with _open_study(job, base) as study:
+        return _summarise(job, base, study)
+
+
+def _summarise(job: TuneJob, base: Config, study: Any) -> TuneResult:
     from optuna.trial import TrialState
 
-    study = _open_study(job, base)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     study_dir = Path(job.study_dir)
