@@ -102,6 +102,7 @@ def run_all_intents(root: str, results: Path, shots_list: list[int], seeds: int)
 
 def run_heldout(root: str, runs: Path, results: Path, folds: int, episodes: int, iterations: int) -> None:
     have = {(r["fold"], r["setting"]) for r in done(results) if r["protocol"] == "heldout"}
+    dataset = load_clinc150(root)
     for fold in range(folds):
         for setting, extra in SETTINGS.items():
             if (fold, setting) in have:
@@ -125,7 +126,7 @@ def run_heldout(root: str, runs: Path, results: Path, folds: int, episodes: int,
             start = time.perf_counter()
             scores = compare_on_episodes(episode_methods(heads), source, episodes=episodes, seed=1234)
             row: dict[str, Any] = {"protocol": "heldout", "fold": fold, "setting": setting, "train_s": train_seconds}
-            row["held_out"] = heldout_classes(load_clinc150(root), folds, fold, experiment.config.training.seed)[2]
+            row["held_out"] = heldout_classes(dataset, folds, fold, experiment.config.data.split_seed)[2]
             row["scores"] = {name: [round(float(x), 4) for x in v] for name, v in scores.items()}
             row["compare_s"] = round(time.perf_counter() - start, 1)
             print({name: round(float(np.mean(v)), 4) for name, v in scores.items()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -12,6 +13,19 @@ from ._functional import check_task_type, fine_tune, forward, module_params, sub
 from ._protocol import query_objective
 
 LR_PREFIX = "inner_lr"
+
+
+def optimizer_groups(params: Params, lr: float, rates_lr: float | None = None) -> list[dict[str, Any]]:
+    """Parameter groups for the outer optimiser: the weights at ``lr`` and Meta-SGD's learned inner rates
+    (``inner_lr.*``, if any) at ``rates_lr`` (default ``lr``). Adam's steps have an absolute size, so rates that
+    start at 10 barely move at the weights' 1e-3; each group also records its ``base_lr`` for schedules."""
+    rates = [p for k, p in params.items() if k.startswith(LR_PREFIX + ".")]
+    weights = [p for k, p in params.items() if not k.startswith(LR_PREFIX + ".")]
+    groups: list[dict[str, Any]] = [{"params": weights, "lr": lr, "base_lr": lr}]
+    if rates:
+        rate = lr if rates_lr is None else rates_lr
+        groups.append({"params": rates, "lr": rate, "base_lr": rate})
+    return groups
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..algorithms import Algorithm, build_algorithm, meta_gradient
-from ..algorithms.metasgd import LR_PREFIX
+from ..algorithms.metasgd import optimizer_groups
 from ..models import MLP
 from ..tasks import EpisodeSampler, LabelledPool
 from ..typing import Params
@@ -116,12 +116,9 @@ def meta_train_head(
     pool = LabelledPool(torch.from_numpy(x), torch.from_numpy(y), tuple(str(c) for c in range(int(y.max()) + 1)))
     sampler = EpisodeSampler(pool, present.tolist(), ways, config.shots, config.queries)
     params = {k: v.requires_grad_() for k, v in algorithm.init_params().items()}
-    # Adam's steps have an absolute size, so Meta-SGD's learned rates (which start at inner_lr) move by
-    # outer_lr * inner_lr per step: a relative change, as the weights get.
-    rates = [p for k, p in params.items() if k.startswith(LR_PREFIX + ".")]
-    weights = [p for k, p in params.items() if not k.startswith(LR_PREFIX + ".")]
-    groups = [{"params": weights}] + ([{"params": rates, "lr": config.outer_lr * config.inner_lr}] if rates else [])
-    optimizer = torch.optim.Adam(groups, lr=config.outer_lr)
+    # Meta-SGD's learned rates start at inner_lr and move by outer_lr * inner_lr per step: a relative change,
+    # as the weights get.
+    optimizer = torch.optim.Adam(optimizer_groups(params, config.outer_lr, config.outer_lr * config.inner_lr))
     generator = torch.Generator().manual_seed(config.seed)
     for _ in tqdm(range(config.iterations), desc=f"meta-training {config.algorithm}", disable=not progress):
         batch = sampler.sample_batch(config.meta_batch, generator)

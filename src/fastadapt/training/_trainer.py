@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..algorithms import meta_gradient
-from ..algorithms.metasgd import LR_PREFIX
+from ..algorithms.metasgd import optimizer_groups
 from ..evaluation import EvalResult, evaluate
 from ..typing import Params
 from ._build import Experiment
@@ -77,13 +77,7 @@ class Trainer:
         self.params: Params = {
             k: v.to(experiment.device).requires_grad_() for k, v in experiment.algorithm.init_params().items()
         }
-        # Meta-SGD's learned inner rates may have their own outer rate (training.rates_lr): Adam's steps have
-        # an absolute size, and rates that start at 10 would not move at the weights' 1e-3.
-        rates = [p for k, p in self.params.items() if k.startswith(LR_PREFIX + ".")]
-        weights = [p for k, p in self.params.items() if not k.startswith(LR_PREFIX + ".")]
-        groups: list[dict[str, Any]] = [{"params": weights, "base_lr": cfg.outer_lr}]
-        if rates:
-            groups.append({"params": rates, "base_lr": cfg.rates_lr if cfg.rates_lr is not None else cfg.outer_lr})
+        groups = optimizer_groups(self.params, cfg.outer_lr, cfg.rates_lr)  # training.rates_lr: Meta-SGD's rates
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(groups, lr=cfg.outer_lr)
         elif cfg.optimizer == "sgd":
@@ -215,19 +209,21 @@ class Trainer:
             while self.step < cfg.iterations:
                 row = self.meta_step()
                 bar.update(1)
+                validated = None
                 if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
                     logger.log("train", self.step, **row)
                     bar.set_postfix(loss=f"{row['loss']:.3f}", **{self.exp.metric: f"{row[self.exp.metric]:.3f}"})
                 if cfg.val_every and (self.step % cfg.val_every == 0 or self.step == cfg.iterations):
                     result = self.validate(cfg.val_episodes, val_seed)
+                    validated = result.mean
                     logger.log("val", self.step, **{self.exp.metric: result.mean, "ci95": result.ci95})
                     if self._improved(result.mean):
                         self.best = result.mean
                         self.save(BEST)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
                     self.save(LAST)
-                if on_validation is not None and cfg.val_every and self.step % cfg.val_every == 0:
-                    on_validation(self.step, result.mean)
+                if on_validation is not None and validated is not None:
+                    on_validation(self.step, validated)
         finally:
             bar.close()
             logger.close()
