@@ -13,6 +13,7 @@ from fastadapt.algorithms import (
     MAML,
     STRATEGIES,
     Algorithm,
+    HyperNet,
     MetaSGD,
     ProtoNet,
     Reptile,
@@ -35,6 +36,8 @@ ALGORITHMS: dict[str, Callable[[nn.Module], Algorithm]] = {
     "anil-5": lambda m: ANIL(m, inner_lr=0.4, inner_steps=5),
     "protonet": lambda m: ProtoNet(m, ways=WAYS),
     "reptile-3": lambda m: Reptile(m, inner_lr=0.1, inner_steps=3),
+    "hypernet-0": lambda m: HyperNet(m, ways=WAYS, generator_width=5),
+    "hypernet-2": lambda m: HyperNet(m, ways=WAYS, inner_lr=0.3, inner_steps=2, generator_width=5),
 }
 
 

@@ -181,12 +181,17 @@ def build_model(config: Config, recsys: RecsysData | None = None, in_features: i
     raise ConfigError(f"unknown model.name {m.name!r}; choose one of ('conv4', 'mlp', 'melu')")
 
 
-def algorithm_options(config: Config, task_type: str) -> dict[str, Any]:
+def algorithm_options(config: Config, task_type: str, ways: int | None = None) -> dict[str, Any]:
+    """The algorithm's constructor keywords; ``ways``: the N of training episodes if it differs."""
     a = config.algorithm
     if a.name == "protonet":
-        return {"ways": config.task.ways}
+        return {"ways": ways or config.task.ways}
     options: dict[str, Any] = {"task_type": task_type, "inner_lr": a.inner_lr, "inner_steps": a.inner_steps}
-    if a.name in ("maml", "anil", "metasgd"):
+    if a.name == "hypernet":
+        options |= {"task_dim": a.task_dim, "generator_width": a.generator_width, "first_order": a.first_order}
+        if task_type == "classification":
+            options["ways"] = ways or config.task.ways
+    elif a.name in ("maml", "anil", "metasgd"):
         options["first_order"] = a.first_order
     elif a.first_order and a.name != "fomaml":
         raise ConfigError(f"algorithm.first_order does not apply to {a.name!r}; remove it")
@@ -210,13 +215,15 @@ def build_experiment(config: Config) -> Experiment:
     train_algorithm = algorithm
     train_ways = config.task.train_ways
     if train_ways is not None and train_ways != config.task.ways:
-        if config.algorithm.name != "protonet":
+        if config.algorithm.name not in ("protonet", "hypernet") or task_type != "classification":
             raise ConfigError(
                 f"task.train_ways={train_ways} differs from task.ways={config.task.ways}, but "
                 f"{config.algorithm.name}'s output layer has one unit per way; remove task.train_ways "
-                "(only protonet trains on more ways than it is tested on)"
+                "(only protonet and a classifying hypernet train on more ways than they are tested on)"
             )
-        train_algorithm = build_algorithm("protonet", model, ways=train_ways)
+        train_algorithm = build_algorithm(
+            config.algorithm.name, model, **algorithm_options(config, task_type, train_ways)
+        )
     device = torch.device(config.training.device)
     strategy = config.training.strategy
     if strategy == "auto":

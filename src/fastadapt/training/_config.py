@@ -59,6 +59,8 @@ class AlgorithmConfig:
     inner_steps: int = 1
     test_steps: int | None = None  # inner steps at evaluation; default: inner_steps
     first_order: bool = False
+    task_dim: int = 64  # hypernet: width of the regression set encoder's task representation
+    generator_width: int = 128  # hypernet: hidden width of the set encoder and the weight generator
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,168 @@
+"""A task -> weights generator (hypernetwork; Ha et al. 2016, arXiv:1609.09106): adaptation is one forward pass.
+
+A permutation-invariant set encoder reads the support set and a generator maps its representation to the
+weights of the target network (the amortised inference of VERSA, Gordon et al. 2019, arXiv:1805.09921, and
+LEO, Rusu et al. 2019, arXiv:1807.05960). Optionally ``k`` gradient steps refine the generated weights on the
+support set, which makes them a task-specific MAML initialisation; ``k = 0`` is the pure amortised mode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..models import MLP
+from ..typing import Params
+from ._functional import check_task_type, forward, gradient_descent, module_params, subset, task_loss
+from ._protocol import query_objective
+
+
+def _generator(in_features: int, width: int, out_features: int) -> MLP:
+    """A one-hidden-layer ReLU network whose output layer starts at zero (so it first emits its bias)."""
+    net = MLP(in_features, (width,), out_features)
+    nn.init.zeros_(net.head.weight)
+    nn.init.zeros_(net.head.bias)
+    return net
+
+
+@dataclass(frozen=True, eq=False)
+class HyperNet:
+    """Generates the target network's weights from the support set; ``inner_steps`` refine them.
+
+    Classification (the VERSA design): the model's ``body`` embeds the support examples, ``(n, D)``; they are
+    mean-pooled per class, ``c`` ``(N, D)``, and the generator maps each class's ``[c_j, mean_j c_j]`` to that
+    class's row of the ``head``: ``w_j = 2 c_j + dw_j``, ``b_j = -|c_j|^2 + db_j``. The generator's output
+    layer starts at zero, so an untrained generator is the nearest-class-mean classifier
+    (ProtoNet's logits up to a per-query constant); it learns corrections that depend on the whole task.
+    Meta-parameters: ``body.*`` and ``generator.*``. The state is the head ``{"weight": (N, D), "bias": (N,)}``;
+    refinement steps adapt only the head, on body features computed once (as ANIL).
+
+    Regression: a set encoder embeds each support pair ``[x, y]`` and mean-pools them, ``r`` ``(task_dim,)``
+    (an empty support set gives ``r = 0``); the generator maps ``r`` to every weight of the model, flattened.
+    Its output bias starts at the model's initial weights and its output weights at zero, so an untrained
+    generator emits the same weights for every task (a MAML initialisation) and learns task-dependent
+    offsets. Meta-parameters: ``encoder.*`` and ``generator.*``; the state is a full parameter dict of the
+    model, and refinement steps adapt all of it (as MAML).
+
+    Args:
+        model: the target network (with ``body`` and a linear ``head`` for classification).
+        ways: N for classification (a static size, so that it vmaps); ignored for regression.
+        inner_lr, inner_steps: the refinement steps (0: pure amortised adaptation).
+        first_order: refinement steps without second-order terms.
+        task_dim: width of the regression set encoder's task representation.
+        generator_width: hidden width of the set encoder and of the generator.
+    """
+
+    model: nn.Module
+    task_type: str = "classification"
+    ways: int | None = None
+    inner_lr: float = 0.1
+    inner_steps: int = 0
+    first_order: bool = False
+    task_dim: int = 64
+    generator_width: int = 128
+    name: str = "hypernet"
+    _encoder: nn.Module = field(init=False, repr=False)
+    _generator: nn.Module = field(init=False, repr=False)
+    _shapes: dict[str, torch.Size] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_task_type(self.task_type)
+        if self.inner_steps < 0:
+            raise ValueError(f"inner_steps must be >= 0 (0: amortised adaptation only), got {self.inner_steps}")
+        width = self.generator_width
+        dtype = next(self.model.parameters()).dtype
+        if self.task_type == "classification":
+            if self.ways is None or self.ways < 2:
+                raise ValueError(f"a classifying HyperNet needs ways >= 2 (the N of N-way), got {self.ways}")
+            head = getattr(self.model, "head", None)
+            if not isinstance(getattr(self.model, "body", None), nn.Module) or not isinstance(head, nn.Linear):
+                raise ValueError(
+                    f"a classifying HyperNet needs a model with a 'body' and a linear 'head'; "
+                    f"{type(self.model).__name__} has not"
+                )
+            dim = head.in_features
+            object.__setattr__(self, "_generator", _generator(2 * dim, width, dim + 1).to(dtype))
+            object.__setattr__(self, "_encoder", nn.Identity())
+            object.__setattr__(self, "_shapes", {})
+            return
+        shapes = {k: v.shape for k, v in self.model.named_parameters()}
+        total = sum(math.prod(s) for s in shapes.values())
+        encoder = MLP(self._pair_width(), (width,), self.task_dim)
+        generator = _generator(self.task_dim, width, total)
+        with torch.no_grad():
+            generator.head.bias.copy_(torch.cat([v.detach().flatten() for v in self.model.parameters()]))
+        object.__setattr__(self, "_encoder", encoder.to(dtype))
+        object.__setattr__(self, "_generator", generator.to(dtype))
+        object.__setattr__(self, "_shapes", shapes)
+
+    def _pair_width(self) -> int:
+        first = next(m for m in self.model.modules() if isinstance(m, nn.Linear))
+        out = [m for m in self.model.modules() if isinstance(m, nn.Linear)][-1]
+        return first.in_features + out.out_features
+
+    def init_params(self) -> Params:
+        generator = module_params(self._generator, "generator")
+        if self.task_type == "classification":
+            return module_params(self.model.get_submodule("body"), "body") | generator
+        return module_params(self._encoder, "encoder") | generator
+
+    # -- the task representation and the generated weights ------------------------------------
+    def _features(self, params: Params, x: Tensor) -> Tensor:
+        return forward(self.model.get_submodule("body"), subset(params, "body"), x)  # (n, D)
+
+    def _head(self, params: Params, features: Tensor, support_y: Tensor) -> Params:
+        members = support_y.unsqueeze(0) == torch.arange(self.ways or 0, device=support_y.device).unsqueeze(1)
+        members = members.to(features.dtype)  # (N, n)
+        centres = members @ features / members.sum(1, keepdim=True).clamp_min(1.0)  # (N, D)
+        context = centres.mean(0, keepdim=True).expand_as(centres)  # (N, D): what the other classes look like
+        out = forward(self._generator, subset(params, "generator"), torch.cat([centres, context], 1))  # (N, D+1)
+        weight = 2 * centres + out[:, :-1]
+        bias = -(centres * centres).sum(1) + out[:, -1]
+        return {"weight": weight, "bias": bias}
+
+    def represent(self, params: Params, support_x: Tensor, support_y: Tensor) -> Tensor:
+        """Regression: the permutation-invariant task representation ``(task_dim,)`` of the support pairs."""
+        pairs = torch.cat([support_x.flatten(1), support_y.flatten(1)], 1)  # (n, dx + dy)
+        embedded = forward(self._encoder, subset(params, "encoder"), pairs)  # (n, task_dim)
+        return embedded.sum(0) / max(pairs.shape[0], 1)
+
+    def generate(self, params: Params, support_x: Tensor, support_y: Tensor) -> Params:
+        """The generated weights (the state before refinement): one forward pass, no gradient steps."""
+        if self.task_type == "classification":
+            return self._head(params, self._features(params, support_x), support_y)
+        representation = self.represent(params, support_x, support_y).unsqueeze(0)  # (1, task_dim)
+        flat = forward(self._generator, subset(params, "generator"), representation)[0]
+        pieces = torch.split(flat, [math.prod(s) for s in self._shapes.values()])
+        return {k: piece.reshape(s) for (k, s), piece in zip(self._shapes.items(), pieces, strict=True)}
+
+    # -- the protocol --------------------------------------------------------------------------
+    def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
+        n = self.inner_steps if steps is None else steps
+        if self.task_type == "regression":
+            generated = self.generate(params, support_x, support_y)
+
+            def support_loss(p: Params) -> Tensor:
+                return task_loss(self.task_type, forward(self.model, p, support_x), support_y)
+
+            return gradient_descent(support_loss, generated, self.inner_lr, n, self.first_order)
+        features = self._features(params, support_x)  # once, for the generator and every refinement step
+        head = self.model.get_submodule("head")
+
+        def head_loss(p: Params) -> Tensor:
+            return task_loss(self.task_type, forward(head, p, features), support_y)
+
+        return gradient_descent(head_loss, self._head(params, features, support_y), self.inner_lr, n, self.first_order)
+
+    def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
+        if self.task_type == "regression":
+            return forward(self.model, state, x)
+        return forward(self.model.get_submodule("head"), state, self._features(params, x))
+
+    def objective(
+        self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        return query_objective(self, params, support_x, support_y, query_x, query_y)
