@@ -200,3 +200,16 @@ def test_amortised_sinusoid_learns() -> None:
             p.grad = grads[k]
         optimizer.step()
     assert test_mse() < 0.5 * before
+
+
+def test_the_generators_fast_path_is_the_mlp() -> None:
+    """``_two_layers`` (plain F.linear calls) computes what ``functional_call`` on the generator module does."""
+    from fastadapt.algorithms._functional import forward, subset
+    from fastadapt.algorithms.hypernet import _two_layers
+
+    algorithm = regressor()
+    params = perturbed(algorithm.init_params())
+    x = torch.randn(4, 3, dtype=torch.float64)
+    for prefix, module in (("encoder", algorithm._encoder), ("generator", algorithm._generator)):
+        inputs = x[:, :2] if prefix == "encoder" else x
+        torch.testing.assert_close(_two_layers(params, prefix, inputs), forward(module, subset(params, prefix), inputs))

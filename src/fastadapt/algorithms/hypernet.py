@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models import MLP
@@ -26,6 +27,14 @@ def _generator(in_features: int, width: int, out_features: int) -> MLP:
     nn.init.zeros_(net.head.weight)
     nn.init.zeros_(net.head.bias)
     return net
+
+
+def _two_layers(params: Params, prefix: str, x: Tensor) -> Tensor:
+    """The one-hidden-layer MLP under ``prefix.`` applied to ``x`` ``(..., in)`` with plain ``F.linear`` calls:
+    the same function as ``forward(MLP, ...)`` without ``functional_call``'s per-call overhead, which is most
+    of the cost of adapting at this size."""
+    hidden = F.relu(F.linear(x, params[f"{prefix}.body.1.weight"], params[f"{prefix}.body.1.bias"]))
+    return F.linear(hidden, params[f"{prefix}.head.weight"], params[f"{prefix}.head.bias"])
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,7 +128,7 @@ class HyperNet:
         members = members.to(features.dtype)  # (N, n)
         centres = members @ features / members.sum(1, keepdim=True).clamp_min(1.0)  # (N, D)
         context = centres.mean(0, keepdim=True).expand_as(centres)  # (N, D): what the other classes look like
-        out = forward(self._generator, subset(params, "generator"), torch.cat([centres, context], 1))  # (N, D+1)
+        out = _two_layers(params, "generator", torch.cat([centres, context], 1))  # (N, D+1)
         weight = 2 * centres + out[:, :-1]
         bias = -(centres * centres).sum(1) + out[:, -1]
         return {"weight": weight, "bias": bias}
@@ -127,15 +136,14 @@ class HyperNet:
     def represent(self, params: Params, support_x: Tensor, support_y: Tensor) -> Tensor:
         """Regression: the permutation-invariant task representation ``(task_dim,)`` of the support pairs."""
         pairs = torch.cat([support_x.flatten(1), support_y.flatten(1)], 1)  # (n, dx + dy)
-        embedded = forward(self._encoder, subset(params, "encoder"), pairs)  # (n, task_dim)
+        embedded = _two_layers(params, "encoder", pairs)  # (n, task_dim)
         return embedded.sum(0) / max(pairs.shape[0], 1)
 
     def generate(self, params: Params, support_x: Tensor, support_y: Tensor) -> Params:
         """The generated weights (the state before refinement): one forward pass, no gradient steps."""
         if self.task_type == "classification":
             return self._head(params, self._features(params, support_x), support_y)
-        representation = self.represent(params, support_x, support_y).unsqueeze(0)  # (1, task_dim)
-        flat = forward(self._generator, subset(params, "generator"), representation)[0]
+        flat = _two_layers(params, "generator", self.represent(params, support_x, support_y))  # (P,)
         pieces = torch.split(flat, [math.prod(s) for s in self._shapes.values()])
         return {k: piece.reshape(s) for (k, s), piece in zip(self._shapes.items(), pieces, strict=True)}
 

@@ -48,8 +48,8 @@ class EvalResult:
 
 
 def _score(algorithm: Algorithm, params: Params, task: Any, steps: int | None) -> float:
-    state = algorithm.adapt(params, task.support_x, task.support_y, steps=steps)
-    with torch.no_grad():
+    with torch.no_grad():  # inner steps take their gradients inside; no second-order graph is kept
+        state = algorithm.adapt(params, task.support_x, task.support_y, steps=steps)
         outputs = algorithm.predict(params, state, task.query_x)
     return float(task_metric(algorithm.task_type, outputs, task.query_y))
 

@@ -1,0 +1,177 @@
+"""The hypernetwork beside MAML, all in one run: sinusoid K = 5, 10, 20 and digits 3-way 1-shot.
+
+For each setting it meta-trains, with the same number of meta-iterations and the shipped configs' settings:
+MAML (one inner step in training), the hypernetwork with k = 0 (amortised: adaptation is one forward pass)
+and with k = 1 (trained through one refinement step from the generated weights); ProtoNet on digits. Each
+is tested on the same 600 fixed-seed episodes: MAML after 1 and 5 inner steps, the hypernetwork at the k it
+was trained with. Adaptation time per task is the median of ``adapt`` over 200 test tasks, one thread,
+under ``torch.no_grad()`` (no graph is kept at serving time), measured after all training in this process.
+
+    python benchmarks/hypernet_results.py --runs runs/hypernet        # writes runs/hypernet/results.jsonl
+    python benchmarks/hypernet_results.py --runs runs/hypernet --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastadapt.evaluation import evaluate, paired_comparison
+from fastadapt.training import Trainer, build_experiment, load_run, resolve_config
+
+#: (setting, shipped config, overrides) of every trained model; the method name is the config's algorithm.
+SINUSOID_SHOTS = (5, 10, 20)
+
+
+def plan(iterations: dict[str, int]) -> list[tuple[str, str, str, list[str]]]:
+    rows = []
+    for shots in SINUSOID_SHOTS:
+        setting = f"sinusoid K={shots}"
+        common = [f"task.shots={shots}", f"training.iterations={iterations['sinusoid']}", "training.val_every=1000"]
+        rows += [
+            (setting, "maml", "sinusoid_maml", common),
+            (setting, "hypernet k=0", "sinusoid_hypernet", common),
+            (
+                setting,
+                "hypernet k=1",
+                "sinusoid_hypernet",
+                [*common, "algorithm.inner_steps=1", "algorithm.test_steps=1"],
+            ),
+        ]
+    common = [f"training.iterations={iterations['digits']}"]
+    rows += [
+        ("digits 3w1s", "maml", "digits_maml", common),
+        ("digits 3w1s", "protonet", "digits_protonet", common),
+        ("digits 3w1s", "hypernet k=0", "digits_hypernet", common),
+        (
+            "digits 3w1s",
+            "hypernet k=1",
+            "digits_hypernet",
+            [*common, "algorithm.inner_steps=1", "algorithm.test_steps=1"],
+        ),
+    ]
+    return rows
+
+
+def adapt_ms(run_dir: Path, steps: int | None, tasks: int = 200) -> float:
+    """Median milliseconds of one ``adapt`` on a test task, one thread, no graph kept."""
+    experiment, params, _ = load_run(run_dir)
+    generator = torch.Generator().manual_seed(99)
+    sampled = [experiment.sources["test"].sample(generator) for _ in range(tasks + 10)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    times = []
+    try:
+        with torch.no_grad():
+            for i, task in enumerate(sampled):
+                start = time.perf_counter()
+                experiment.algorithm.adapt(params, task.support_x, task.support_y, steps=steps)
+                if i >= 10:  # warm-up
+                    times.append(1000 * (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times)
+
+
+def run(runs: Path, iterations: dict[str, int], episodes: int) -> None:
+    runs.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    trained: list[tuple[str, str, Path, float]] = []
+    for setting, method, config_name, overrides in plan(iterations):
+        run_dir = runs / f"{setting}-{method}".replace(" ", "_").replace("=", "")
+        config = resolve_config(config_name, overrides)
+        start = time.perf_counter()
+        if not (run_dir / "checkpoints" / "last.safetensors").exists():
+            Trainer(build_experiment(config), run_dir, progress=False).run()
+        trained.append((setting, method, run_dir, time.perf_counter() - start))
+        print(f"trained {setting} {method} in {trained[-1][3]:.0f} s", flush=True)
+    scores: dict[tuple[str, str], list[float]] = {}
+    for setting, method, run_dir, seconds in trained:
+        experiment, params, _ = load_run(run_dir)
+        steps_list = [1, 5] if method == "maml" else [experiment.config.algorithm.test_steps]
+        for steps in steps_list:
+            result = evaluate(
+                experiment.algorithm,
+                params,
+                experiment.sources["test"],
+                episodes=episodes,
+                seed=experiment.config.evaluation.seed,
+                steps=steps,
+            )
+            name = f"{method} ({steps} steps)" if method == "maml" else method
+            scores[(setting, name)] = [r["after"] for r in result.per_episode]
+            results.append(
+                {
+                    "setting": setting,
+                    "method": name,
+                    "metric": result.metric,
+                    "mean": result.mean,
+                    "ci95": result.ci95,
+                    "episodes": episodes,
+                    "train_seconds": seconds,
+                    "iterations": experiment.config.training.iterations,
+                    "run_dir": str(run_dir),
+                    "steps": steps,
+                }
+            )
+    for row in results:  # timing last, in one quiet phase
+        row["adapt_ms"] = adapt_ms(Path(row["run_dir"]), row["steps"])
+        reference = scores.get((row["setting"], "maml (5 steps)"))
+        if reference is not None and row["method"] != "maml (5 steps)":
+            sign = -1.0 if row["metric"] == "mse" else 1.0  # positive: better than MAML-5
+            mine = np.asarray(scores[(row["setting"], row["method"])])
+            paired = paired_comparison(sign * mine, sign * np.asarray(reference))
+            row["vs_maml5"] = {
+                "difference": paired.difference, "low": paired.ci_low, "high": paired.ci_high, "p": paired.p_value
+            }  # fmt: skip
+        print(json.dumps(row), flush=True)
+    with (runs / "results.jsonl").open("w") as f:
+        for row in results:
+            f.write(json.dumps(row) + "\n")
+
+
+def markdown(runs: Path) -> str:
+    rows = [json.loads(line) for line in (runs / "results.jsonl").read_text().splitlines()]
+    lines = [
+        "| setting | method | test metric (600 episodes) | vs MAML-5 (paired, 95% CI) | adapt ms | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        scale, unit = (100.0, " %") if row["metric"] == "accuracy" else (1.0, " MSE")
+        maml5 = next(r for r in rows if r["setting"] == row["setting"] and r["method"] == "maml (5 steps)")
+        versus = "—"
+        if "vs_maml5" in row:
+            v = row["vs_maml5"]
+            versus = f"{v['difference'] * scale:+.3f} [{v['low'] * scale:+.3f}, {v['high'] * scale:+.3f}]"
+        lines.append(
+            f"| {row['setting']} | {row['method']} | {row['mean'] * scale:.3f} ± {row['ci95'] * scale:.3f}{unit} | "
+            f"{versus} | {row['adapt_ms']:.3f} | {maml5['adapt_ms'] / row['adapt_ms']:.1f}× faster |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("runs/hypernet"))
+    parser.add_argument("--sinusoid-iterations", type=int, default=10_000)
+    parser.add_argument("--digits-iterations", type=int, default=300)
+    parser.add_argument("--episodes", type=int, default=600)
+    parser.add_argument("--markdown", action="store_true", help="Print the table of a finished run.")
+    args = parser.parse_args()
+    if args.markdown:
+        print(markdown(args.runs))
+        return
+    iterations = {"sinusoid": args.sinusoid_iterations, "digits": args.digits_iterations}
+    run(args.runs, iterations, args.episodes)
+    print(markdown(args.runs))
+
+
+if __name__ == "__main__":
+    main()
