@@ -88,8 +88,8 @@ def run(runs: Path, iterations: dict[str, int], episodes: int) -> None:
         run_dir = runs / f"{setting}-{method}".replace(" ", "_").replace("=", "")
         config = resolve_config(config_name, overrides)
         start = time.perf_counter()
-        if not (run_dir / "checkpoints" / "last.safetensors").exists():
-            Trainer(build_experiment(config), run_dir, progress=False).run()
+        resume = (run_dir / "checkpoints" / "last.safetensors").exists()  # an interrupted run continues
+        Trainer(build_experiment(config), run_dir, progress=False).run(resume=resume)
         trained.append((setting, method, run_dir, time.perf_counter() - start))
         print(f"trained {setting} {method} in {trained[-1][3]:.0f} s", flush=True)
     scores: dict[tuple[str, str], list[float]] = {}
@@ -163,11 +163,15 @@ def main() -> None:
     parser.add_argument("--sinusoid-iterations", type=int, default=10_000)
     parser.add_argument("--digits-iterations", type=int, default=300)
     parser.add_argument("--episodes", type=int, default=600)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training and evaluation")
     parser.add_argument("--markdown", action="store_true", help="Print the table of a finished run.")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(args.runs))
         return
+    # One thread: these networks are too small to gain from a second one, and two threads per process
+    # thrash when anything else runs on a 2-core machine.
+    torch.set_num_threads(args.threads)
     iterations = {"sinusoid": args.sinusoid_iterations, "digits": args.digits_iterations}
     run(args.runs, iterations, args.episodes)
     print(markdown(args.runs))

@@ -163,6 +163,46 @@ def _print_tune(result: TuneResult) -> None:
         console.print(f"plot: {plot}")
 
 
+@main.command()
+@click.argument("config")
+@click.argument("overrides", nargs=-1)
+@click.option(
+    "--run-dir", type=click.Path(path_type=Path), help="Where to write the run (default runs/stream-NAME-TIME)."
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def stream(config: str, overrides: tuple[str, ...], run_dir: Path | None, no_progress: bool, as_json: bool) -> None:
+    """Online meta-learning: CONFIG's tasks arrive one by one; each is scored, then learned from (stream.* keys),
+    beside a frozen meta-trained run (stream.frozen=RUN) and training from scratch on each task."""
+    from .online import stream_run
+
+    try:
+        resolved = resolve_config(config, list(overrides))
+        if run_dir is None:
+            run_dir = Path("runs") / f"stream-{resolved.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (run_dir / "summary.json").exists():
+            raise ConfigError(f"{run_dir} already holds a stream run; choose another --run-dir")
+        summary = stream_run(resolved, run_dir, progress=not (no_progress or as_json))
+    except (ConfigError, CheckpointError, TrainingError, FloatingPointError) as error:
+        _fail(error)
+    summary["run_dir"] = str(run_dir)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    scale, unit = (100.0, " %") if summary["metric"] == "accuracy" else (1.0, "")
+    click.echo(f"{summary['rounds']} rounds of {resolved.name} ({summary['split']} split), {summary['metric']}:")
+    for name, mean in summary["last_mean"].items():
+        ci = summary["last_ci95"][name]
+        whole = summary["stream_mean"][name]
+        click.echo(
+            f"  {name:8s} last {summary['last']} rounds {mean * scale:.3f} ± {ci * scale:.3f}{unit}"
+            f" (whole stream {whole * scale:.3f}{unit})"
+        )
+    if summary["ended_early"]:
+        click.echo("  the stream ended early: it had no unused tasks left (stream.fresh uses every example once)")
+    click.echo(f"run written to {run_dir} (curves: {summary['plot']})")
+
+
 @main.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--episodes", type=int, help="Test episodes (default: the config's, 600).")

@@ -47,7 +47,8 @@ class EvalResult:
         return out
 
 
-def _score(algorithm: Algorithm, params: Params, task: Any, steps: int | None) -> float:
+def score_task(algorithm: Algorithm, params: Params, task: Task, steps: int | None = None) -> float:
+    """The query metric (accuracy or MSE) of ``algorithm`` adapted to ``task``'s support set with ``steps``."""
     with torch.no_grad():  # inner steps take their gradients inside; no second-order graph is kept
         state = algorithm.adapt(params, task.support_x, task.support_y, steps=steps)
         outputs = algorithm.predict(params, state, task.query_x)
@@ -80,9 +81,9 @@ def evaluate(
     rows: list[dict[str, float]] = []
     for i in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
         task = source.sample(generator)
-        row = {"episode": float(i), "after": _score(algorithm, params, task, steps)}
+        row = {"episode": float(i), "after": score_task(algorithm, params, task, steps)}
         if has_inner_loop:
-            row["before"] = _score(algorithm, params, task, 0)
+            row["before"] = score_task(algorithm, params, task, 0)
         rows.append(row)
     mean, ci = mean_ci95([r["after"] for r in rows])
     before = mean_ci95([r["before"] for r in rows]) if has_inner_loop else (None, None)

@@ -112,6 +112,25 @@ class RecsysConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """``fastadapt stream``: online meta-learning on a stream of tasks, against a frozen model and from-scratch."""
+
+    rounds: int = 500  # tasks in the stream (fewer if a split runs out of unused examples)
+    split: str = "test"  # where the stream's tasks come from: train | val | test (movielens: the new users)
+    start: str = "init"  # the online learner starts from fresh meta-parameters (init) or from stream.frozen (frozen)
+    frozen: str | None = None  # run directory of a meta-trained model: the frozen reference
+    fresh: bool = True  # episode streams use every example at most once, so no task holds data already learned
+    replay: int = 64  # replay buffer capacity (tasks; reservoir sampling)
+    batch: int = 8  # tasks per online meta-update: the newest one plus batch-1 replayed
+    updates: int = 1  # online meta-updates per round
+    outer_lr: float | None = None  # the online meta-updates' Adam learning rate (default: training.outer_lr)
+    scratch_steps: int = 50  # the from-scratch reference: Adam steps on each task's support set (0: no reference)
+    scratch_lr: float = 0.01
+    last: int = 100  # the summary's window: mean over the last N rounds
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
@@ -121,6 +140,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     recsys: RecsysConfig = field(default_factory=RecsysConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
