@@ -131,7 +131,8 @@ def stream_run(config: Config, run_dir: Path, progress: bool = True) -> dict[str
     if experiment.recsys is not None:  # each new user's own stream of ratings, with the reference's parameters
         users = list(stream_tasks(experiment, s.split, s.fresh, s.seed))
         params = frozen if frozen is not None else learner.params
-        report = continual_users(experiment.algorithm, {k: v.detach() for k, v in params.items()}, users)
+        # One step per new rating from the user's current state; re-adaptation takes the trained inner steps.
+        report = continual_users(experiment.algorithm, {k: v.detach() for k, v in params.items()}, users, steps=1)
         summary["continual"] = report.summary()
     tensors = {f"params/{k}": v for k, v in learner.params.items()}
     save_checkpoint(run_dir / "checkpoints" / "last.safetensors", tensors, {"step": len(result.rows), "stream": True})

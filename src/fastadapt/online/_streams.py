@@ -60,21 +60,13 @@ class FreshEpisodes:
                     break
         if len(chosen) < s.ways:
             raise StopIteration
-        support, query = [], []
+        picked = []
         for flat in chosen:
             base = flat // n_transforms
-            picked, self._unused[base] = self._unused[base][:need], self._unused[base][need:]
-            self.used[picked] = True
-            x = s.pool.features[picked]
-            transform = s.transforms[flat % n_transforms]
-            if transform is not None:
-                x = transform(x)
-            support.append(x[: s.shots])
-            query.append(x[s.shots :])
-        labels = torch.arange(s.ways)
-        return Task(
-            torch.cat(support), labels.repeat_interleave(s.shots), torch.cat(query), labels.repeat_interleave(s.queries)
-        )
+            indices, self._unused[base] = self._unused[base][:need], self._unused[base][need:]
+            self.used[indices] = True
+            picked.append(indices)
+        return s.episode(chosen, picked)
 
 
 def users_in_time_order(data: MovieLens, tasks: Sequence[UserTask]) -> list[UserTask]:

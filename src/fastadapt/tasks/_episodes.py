@@ -140,12 +140,24 @@ class EpisodeSampler(TaskSource):
 
     def sample(self, generator: torch.Generator) -> Task:
         n_transforms = len(self.transforms)
-        chosen = torch.randperm(len(self.classes) * n_transforms, generator=generator)[: self.ways]
-        support, query = [], []
-        for flat in chosen.tolist():
+        chosen = torch.randperm(len(self.classes) * n_transforms, generator=generator)[: self.ways].tolist()
+        picked = []
+        for flat in chosen:
             members = self._members[flat // n_transforms]
-            picked = members[torch.randperm(len(members), generator=generator)[: self.shots + self.queries]]
-            x = self.pool.features[picked]
+            picked.append(members[torch.randperm(len(members), generator=generator)[: self.shots + self.queries]])
+        return self.episode(chosen, picked)
+
+    def episode(self, chosen: Sequence[int], picked: Sequence[Tensor]) -> Task:
+        """The task of the given classes and examples.
+
+        Args:
+            chosen: N indices into (class, transform) pairs, ``class_index * n_transforms + transform_index``.
+            picked: for each, the ``shots + queries`` pool indices of its examples, support first.
+        """
+        n_transforms = len(self.transforms)
+        support, query = [], []
+        for flat, indices in zip(chosen, picked, strict=True):
+            x = self.pool.features[indices]
             transform = self.transforms[flat % n_transforms]
             if transform is not None:
                 x = transform(x)
