@@ -174,8 +174,8 @@ def test_bad_inputs_raise_with_the_fix() -> None:
         user.predict(torch.randn(1, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"^lr has entries \['nope'\] but the adapted state has \['body\.1\.bias'"):
         ContinualUser(maml, params, lr={"nope": torch.ones(())}).predict(x)
-    with pytest.raises(ValueError, match=r"^protonet's state after adapting to an empty support set is not finite"):
-        ContinualUser(ProtoNet(MLP(2, (4,), 3).double(), ways=3), {}, steps=1, lr=0.1).predict(x)
+    with pytest.raises(ValueError, match=r"^undefined's state after adapting to an empty support set is not finite"):
+        ContinualUser(_UndefinedStart(), {}, steps=1, lr=0.1).predict(x)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^protonet has no inner_steps; pass steps="):
         ContinualUser(ProtoNet(MLP(2, (4,), 3), ways=3), {})
     with pytest.raises(ValueError, match=r"^readapt_steps must be >= 0"):
@@ -203,3 +203,15 @@ def test_continual_adaptation_helps_cold_users_at_a_fraction_of_readapting(singl
     late = report.mean_from(5)
     assert late["continual"] < 0.95 * late["frozen"], late
     assert report.seconds["continual"] < report.seconds["readapt"], report.seconds
+
+
+class _UndefinedStart:
+    """An algorithm whose state is undefined without examples (a mean over none)."""
+
+    name, task_type = "undefined", "regression"
+
+    def adapt(self, params: dict, x: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> dict:  # type: ignore[type-arg]
+        return {"mean": x.sum(0) / x.shape[0]}
+
+    def predict(self, params: dict, state: dict, x: torch.Tensor) -> torch.Tensor:  # type: ignore[type-arg]
+        return x @ state["mean"].unsqueeze(1)

@@ -14,6 +14,7 @@ from torch.autograd import gradcheck
 from fastadapt.algorithms import HyperNet, ProtoNet, meta_gradient
 from fastadapt.models import MLP, Conv4
 from fastadapt.tasks import SinusoidTasks, TaskBatch
+from fastadapt.training import build_experiment, resolve_config
 from fastadapt.typing import Params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -133,7 +134,8 @@ def test_zero_steps_adapt_is_one_forward_pass(
             torch.testing.assert_close(state[k], generated[k], rtol=0, atol=0)
         # The meta-gradient still reaches the generator: it is one differentiable forward pass.
         loss = algorithm.objective(params, *task.tensors())[0]
-        assert all(g is not None for g in torch.autograd.grad(loss, list(params.values()), allow_unused=True))
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        assert all(g is not None and float(g.abs().max()) > 0 for g in grads)
 
 
 def test_untrained_classifier_is_the_nearest_class_mean(make_batch: Callable[..., TaskBatch]) -> None:
@@ -177,6 +179,23 @@ def test_bad_construction_names_the_fix() -> None:
         HyperNet(torch.nn.Linear(2, 2), ways=2)
     with pytest.raises(ValueError, match=r"inner_steps must be >= 0 \(0: amortised adaptation only\), got -1"):
         HyperNet(MLP(2, (3,), 2), ways=2, inner_steps=-1)
+    with pytest.raises(ValueError, match="generator_width must be >= 1, got 0"):
+        HyperNet(MLP(2, (3,), 2), ways=2, generator_width=0)
+    conv = Conv4(1, 1, image_size=8, hidden=2, pooled_blocks=3)
+    with pytest.raises(ValueError, match=r"a regression HyperNet generates every weight of an MLP .*Conv4 is not one"):
+        HyperNet(conv, task_type="regression")
+
+
+def test_a_classifying_hypernet_trains_on_more_ways_than_it_tests() -> None:
+    """The generator is per class, so training episodes may have more classes (as ProtoNet's)."""
+    config = resolve_config("digits_hypernet", ["task.train_ways=5", "model.channels=4"])
+    experiment = build_experiment(config)
+    assert experiment.train_algorithm.ways == 5 and experiment.algorithm.ways == 3  # type: ignore[attr-defined]
+    assert experiment.train_algorithm.init_params().keys() == experiment.algorithm.init_params().keys()
+    batch = experiment.sources["train"].sample_batch(2, torch.Generator().manual_seed(0))
+    params = {k: v.requires_grad_() for k, v in experiment.algorithm.init_params().items()}
+    grads, stats = meta_gradient(experiment.train_algorithm, params, batch, "loop")
+    assert stats.shape == (2, 2) and all(bool(torch.isfinite(g).all()) for g in grads.values())
 
 
 def test_amortised_sinusoid_learns() -> None:

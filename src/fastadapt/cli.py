@@ -180,8 +180,6 @@ def stream(config: str, overrides: tuple[str, ...], run_dir: Path | None, no_pro
         resolved = resolve_config(config, list(overrides))
         if run_dir is None:
             run_dir = Path("runs") / f"stream-{resolved.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (run_dir / "summary.json").exists():
-            raise ConfigError(f"{run_dir} already holds a stream run; choose another --run-dir")
         summary = stream_run(resolved, run_dir, progress=not (no_progress or as_json))
     except (ConfigError, CheckpointError, TrainingError, FloatingPointError) as error:
         _fail(error)

@@ -101,6 +101,15 @@ def gradient_descent(
     return fast
 
 
+def class_means(features: Tensor, labels: Tensor, ways: int) -> Tensor:
+    """Mean feature of each class, ``(ways, D)``, from ``features`` ``(n, D)`` and class ids ``labels`` ``(n,)``;
+    a matmul with the one-hot membership matrix (a static shape, so it vmaps). A class without examples has
+    the zero vector."""
+    members = labels.unsqueeze(0) == torch.arange(ways, device=labels.device).unsqueeze(1)
+    members = members.to(features.dtype)  # (ways, n)
+    return members @ features / members.sum(1, keepdim=True).clamp_min(1.0)
+
+
 def fine_tune(
     model: nn.Module,
     task_type: str,

@@ -17,7 +17,16 @@ from torch import Tensor, nn
 
 from ..models import MLP
 from ..typing import Params
-from ._functional import check_task_type, forward, gradient_descent, module_params, subset, task_loss
+from ._functional import (
+    check_task_type,
+    class_means,
+    fine_tune,
+    forward,
+    gradient_descent,
+    module_params,
+    subset,
+    task_loss,
+)
 from ._protocol import query_objective
 
 
@@ -83,6 +92,9 @@ class HyperNet:
         if self.inner_steps < 0:
             raise ValueError(f"inner_steps must be >= 0 (0: amortised adaptation only), got {self.inner_steps}")
         width = self.generator_width
+        for name in ("task_dim", "generator_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         dtype = next(self.model.parameters()).dtype
         if self.task_type == "classification":
             if self.ways is None or self.ways < 2:
@@ -98,6 +110,11 @@ class HyperNet:
             object.__setattr__(self, "_encoder", nn.Identity())
             object.__setattr__(self, "_shapes", {})
             return
+        if not isinstance(self.model, MLP):
+            raise ValueError(
+                f"a regression HyperNet generates every weight of an MLP (fastadapt.models.MLP, model.name=mlp); "
+                f"{type(self.model).__name__} is not one: use anil or maml for it"
+            )
         shapes = {k: v.shape for k, v in self.model.named_parameters()}
         total = sum(math.prod(s) for s in shapes.values())
         encoder = MLP(self._pair_width(), (width,), self.task_dim)
@@ -109,9 +126,8 @@ class HyperNet:
         object.__setattr__(self, "_shapes", shapes)
 
     def _pair_width(self) -> int:
-        first = next(m for m in self.model.modules() if isinstance(m, nn.Linear))
-        out = [m for m in self.model.modules() if isinstance(m, nn.Linear)][-1]
-        return first.in_features + out.out_features
+        linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
+        return linears[0].in_features + linears[-1].out_features  # [x, y] of one support pair
 
     def init_params(self) -> Params:
         generator = module_params(self._generator, "generator")
@@ -124,9 +140,8 @@ class HyperNet:
         return forward(self.model.get_submodule("body"), subset(params, "body"), x)  # (n, D)
 
     def _head(self, params: Params, features: Tensor, support_y: Tensor) -> Params:
-        members = support_y.unsqueeze(0) == torch.arange(self.ways or 0, device=support_y.device).unsqueeze(1)
-        members = members.to(features.dtype)  # (N, n)
-        centres = members @ features / members.sum(1, keepdim=True).clamp_min(1.0)  # (N, D)
+        """The head from support features ``(n, D)`` and class ids ``(n,)``: weight ``(N, D)``, bias ``(N,)``."""
+        centres = class_means(features, support_y, self.ways or 0)  # (N, D)
         context = centres.mean(0, keepdim=True).expand_as(centres)  # (N, D): what the other classes look like
         out = _two_layers(params, "generator", torch.cat([centres, context], 1))  # (N, D+1)
         weight = 2 * centres + out[:, :-1]
@@ -140,7 +155,15 @@ class HyperNet:
         return embedded.sum(0) / max(pairs.shape[0], 1)
 
     def generate(self, params: Params, support_x: Tensor, support_y: Tensor) -> Params:
-        """The generated weights (the state before refinement): one forward pass, no gradient steps."""
+        """The generated weights (the state before refinement): one forward pass, no gradient steps.
+
+        Args:
+            support_x: ``(n, *x_shape)``; support_y: ``(n,)`` class ids or ``(n, d)`` regression targets.
+
+        Returns:
+            Classification: the head, ``{"weight": (N, D), "bias": (N,)}``. Regression: every parameter of the
+            model, shaped as in ``model.named_parameters()``.
+        """
         if self.task_type == "classification":
             return self._head(params, self._features(params, support_x), support_y)
         flat = _two_layers(params, "generator", self.represent(params, support_x, support_y))  # (P,)
@@ -152,11 +175,9 @@ class HyperNet:
         n = self.inner_steps if steps is None else steps
         if self.task_type == "regression":
             generated = self.generate(params, support_x, support_y)
-
-            def support_loss(p: Params) -> Tensor:
-                return task_loss(self.task_type, forward(self.model, p, support_x), support_y)
-
-            return gradient_descent(support_loss, generated, self.inner_lr, n, self.first_order)
+            return fine_tune(
+                self.model, self.task_type, generated, support_x, support_y, self.inner_lr, n, self.first_order
+            )
         features = self._features(params, support_x)  # once, for the generator and every refinement step
         head = self.model.get_submodule("head")
 
@@ -166,6 +187,7 @@ class HyperNet:
         return gradient_descent(head_loss, self._head(params, features, support_y), self.inner_lr, n, self.first_order)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
+        """``(n, N)`` logits or ``(n, d)`` values for ``x`` ``(n, *x_shape)`` with the generated (refined) weights."""
         if self.task_type == "regression":
             return forward(self.model, state, x)
         return forward(self.model.get_submodule("head"), state, self._features(params, x))

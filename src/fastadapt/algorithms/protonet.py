@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import forward, module_params, subset
+from ._functional import class_means, forward, module_params, subset
 from ._protocol import query_objective
 
 
@@ -39,11 +38,7 @@ class ProtoNet:
         return forward(self.model.get_submodule("body"), subset(params, "body"), x)  # (n, D)
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
-        embedded = self.embed(params, support_x)  # (n_support, D)
-        members = support_y.unsqueeze(0) == torch.arange(self.ways, device=support_y.device).unsqueeze(1)
-        members = members.to(embedded.dtype)  # (N, n_support)
-        prototypes = members @ embedded / members.sum(1, keepdim=True)  # (N, D)
-        return {"prototypes": prototypes}
+        return {"prototypes": class_means(self.embed(params, support_x), support_y, self.ways)}  # (N, D)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         embedded = self.embed(params, x)  # (n, D)

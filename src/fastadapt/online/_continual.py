@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..algorithms._functional import gradient_descent, subset, task_loss
-from ..algorithms._protocol import Algorithm
-from ..evaluation._stats import mean_ci95
+from ..algorithms import Algorithm, gradient_descent, task_loss
+from ..algorithms._functional import subset
+from ..evaluation import mean_ci95
 from ..tasks import Task
 from ..typing import Params
 
@@ -63,13 +63,13 @@ def zero_step_state(algorithm: Algorithm, params: Params, x: Tensor, y: Tensor) 
         raise ValueError(
             f"{algorithm.name} cannot adapt to an empty support set with 0 steps ({error}); continual adaptation "
             "starts from that state: use an algorithm whose zero-step state is its meta-parameters (maml, anil, "
-            "metasgd, reptile)"
+            "metasgd, reptile, hypernet)"
         ) from error
     if not all(bool(torch.isfinite(v).all()) for v in state.values()):
         raise ValueError(
             f"{algorithm.name}'s state after adapting to an empty support set is not finite; continual adaptation "
             "starts from that state: use an algorithm whose zero-step state is its meta-parameters (maml, anil, "
-            "metasgd, reptile)"
+            "metasgd, reptile, hypernet)"
         )
     return {k: v.detach() for k, v in state.items()}
 

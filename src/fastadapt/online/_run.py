@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..recsys import user_task
+from ..recsys import UserTasks, user_task
 from ..tasks import EpisodeSampler, Task
 from ..training import (
     CheckpointError,
@@ -30,7 +31,6 @@ from ._learner import OnlineMetaLearner, OnlineSettings, StreamResult, from_scra
 from ._streams import FreshEpisodes, sampled_tasks, users_in_time_order
 
 SPLITS = ("train", "val", "test")
-MOVIELENS_STATES = {"train": "train", "val": "warm", "test": "user_cold"}
 
 
 def _frozen_params(config: Config, experiment: Experiment) -> Params | None:
@@ -48,20 +48,25 @@ def _frozen_params(config: Config, experiment: Experiment) -> Params | None:
     return params
 
 
+def stream_seed(seed: int, split: str) -> int:
+    """The stream's own seed, unrelated to the trainer's (``training.seed``) and the evaluation's: a regression
+    family's splits are one source that differ only by seed, so a shared seed would replay training tasks."""
+    return int(np.random.SeedSequence([seed, SPLITS.index(split), 0x57AEA]).generate_state(1)[0])
+
+
 def stream_tasks(experiment: Experiment, split: str, fresh: bool, seed: int) -> Iterable[Task]:
-    """The config's tasks of ``split`` in stream order: new users by their first rating (movielens), episodes
-    with every example used once (``fresh``), or endless samples of a regression family."""
-    generator = torch.Generator().manual_seed(seed)
-    if experiment.recsys is not None:
-        data = experiment.recsys.data
-        return [
-            user_task(data, t)
-            for t in users_in_time_order(data, experiment.recsys.split.tasks[MOVIELENS_STATES[split]])
-        ]
+    """The config's tasks of ``split`` in stream order, on the experiment's device: users by their first rating
+    (movielens), episodes with every example used once (``fresh``), or endless samples of a regression family."""
+    generator = torch.Generator().manual_seed(stream_seed(seed, split))
     source = experiment.sources[split]
-    if fresh and isinstance(source, EpisodeSampler):
-        return FreshEpisodes(source, generator)
-    return sampled_tasks(source, generator)
+    if experiment.recsys is not None and isinstance(source, UserTasks):
+        data = experiment.recsys.data
+        tasks: Iterable[Task] = (user_task(data, t) for t in users_in_time_order(data, source.tasks))
+    elif fresh and isinstance(source, EpisodeSampler):
+        tasks = FreshEpisodes(source, generator)
+    else:
+        tasks = sampled_tasks(source, generator)
+    return (task.to(experiment.device) for task in tasks)
 
 
 def plot_stream(result: StreamResult, path: Path, window: int) -> Path:
@@ -86,29 +91,49 @@ def plot_stream(result: StreamResult, path: Path, window: int) -> Path:
     return path
 
 
-def stream_run(config: Config, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Runs ``config``'s stream into ``run_dir``; returns the summary that ``summary.json`` holds."""
+def _check(config: Config, run_dir: Path) -> None:
     s = config.stream
     if s.split not in SPLITS:
         raise ConfigError(f"unknown stream.split {s.split!r}; choose one of {SPLITS}")
     if s.start not in ("init", "frozen"):
         raise ConfigError(f"unknown stream.start {s.start!r}; choose 'init' or 'frozen'")
-    if s.last < 1:
-        raise ConfigError(f"stream.last must be >= 1, got {s.last}")
-    if s.scratch_steps < 0:
-        raise ConfigError(f"stream.scratch_steps must be >= 0 (0: no from-scratch reference), got {s.scratch_steps}")
+    for key, low in (("rounds", 1), ("last", 1), ("scratch_steps", 0)):
+        if getattr(s, key) < low:
+            raise ConfigError(f"stream.{key} must be >= {low}, got {getattr(s, key)}")
+    if s.outer_lr is not None and s.outer_lr <= 0:
+        raise ConfigError(f"stream.outer_lr must be > 0, got {s.outer_lr}")
+    if s.split == "train" and config.task.train_ways not in (None, config.task.ways):
+        raise ConfigError(
+            f"stream.split=train with task.train_ways={config.task.train_ways} != task.ways={config.task.ways}: the "
+            "stream is scored at task.ways; remove task.train_ways or stream from the val or test split"
+        )
+    taken = [
+        name for name in ("config.yaml", "metrics.jsonl", "checkpoints", "summary.json") if (run_dir / name).exists()
+    ]
+    if taken:
+        raise ConfigError(f"{run_dir} already holds a run ({', '.join(taken)}); choose another --run-dir")
+
+
+def stream_run(config: Config, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Runs ``config``'s stream into ``run_dir`` (which must not hold a run); returns the summary that
+    ``summary.json`` holds."""
+    _check(config, run_dir)
+    s = config.stream
     experiment = build_experiment(config)
     frozen = _frozen_params(config, experiment)
+    device = experiment.device
+    frozen = None if frozen is None else {k: v.to(device) for k, v in frozen.items()}
     start = frozen if s.start == "frozen" and frozen is not None else experiment.algorithm.init_params()
     training = config.training
     try:
         settings = OnlineSettings(
-            s.replay, s.batch, s.updates, s.outer_lr or training.outer_lr, training.rates_lr,
-            config.algorithm.test_steps, experiment.strategy,
+            s.replay, s.batch, s.updates, training.outer_lr if s.outer_lr is None else s.outer_lr,
+            training.rates_lr, config.algorithm.test_steps, experiment.strategy,
         )  # fmt: skip
+        tasks = stream_tasks(experiment, s.split, s.fresh, s.seed)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    learner = OnlineMetaLearner(experiment.algorithm, start, settings, seed=s.seed)
+    learner = OnlineMetaLearner(experiment.algorithm, {k: v.to(device) for k, v in start.items()}, settings, s.seed)
     task_type = experiment.algorithm.task_type
     scratch = from_scratch(experiment.model, task_type, s.scratch_steps, s.scratch_lr) if s.scratch_steps else None
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,20 +146,30 @@ def stream_run(config: Config, run_dir: Path, progress: bool = True) -> dict[str
         bar.update(1)
 
     try:
-        tasks = stream_tasks(experiment, s.split, s.fresh, s.seed)
         result = run_stream(learner, tasks, s.rounds, frozen, scratch, on_round)
+    except ValueError as error:  # an empty stream
+        raise ConfigError(str(error)) from None
     finally:
         bar.close()
         logger.close()
     summary = result.summary(s.last) | {"split": s.split, "start": s.start, "frozen": s.frozen}
     summary["plot"] = str(plot_stream(result, run_dir / "stream.png", s.last))
-    if experiment.recsys is not None:  # each new user's own stream of ratings, with the reference's parameters
-        users = list(stream_tasks(experiment, s.split, s.fresh, s.seed))
-        params = frozen if frozen is not None else learner.params
-        # One step per new rating from the user's current state; re-adaptation takes the trained inner steps.
-        report = continual_users(experiment.algorithm, {k: v.detach() for k, v in params.items()}, users, steps=1)
-        summary["continual"] = report.summary()
+    if experiment.recsys is not None:
+        summary["continual"] = _continual(config, experiment, frozen)
     tensors = {f"params/{k}": v for k, v in learner.params.items()}
-    save_checkpoint(run_dir / "checkpoints" / "last.safetensors", tensors, {"step": len(result.rows), "stream": True})
+    state = {"step": len(result.rows), "stream_split": s.split}  # `eval` refuses this split: the stream learned it
+    save_checkpoint(run_dir / "checkpoints" / "last.safetensors", tensors, state)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _continual(config: Config, experiment: Experiment, frozen: Params | None) -> dict[str, Any] | str:
+    """The per-user continual report on the stream's users, with the frozen run's parameters: never with the
+    online learner's, which learned from these users' ratings."""
+    if frozen is None:
+        return "skipped: needs stream.frozen=RUN (the online learner's parameters learned from these users)"
+    if not config.recsys.time_ordered:
+        return "skipped: needs recsys.time_ordered=true (a user's ratings must arrive in time order)"
+    users = list(stream_tasks(experiment, config.stream.split, config.stream.fresh, config.stream.seed))
+    # One step per new rating from the user's current state; re-adaptation takes the trained inner steps.
+    return continual_users(experiment.algorithm, frozen, users, steps=1).summary()

@@ -35,6 +35,12 @@ class FreshEpisodes:
     """
 
     def __init__(self, sampler: EpisodeSampler, generator: torch.Generator) -> None:
+        if len(sampler.classes) < sampler.ways:
+            raise ValueError(
+                f"a stream of fresh episodes needs {sampler.ways} distinct classes per episode (transforms such as "
+                f"rotations reuse a class's images) but the split has {len(sampler.classes)}; lower task.ways or "
+                "set stream.fresh=false"
+            )
         self.sampler, self.generator = sampler, generator
         labels = sampler.pool.labels
         self._unused = [

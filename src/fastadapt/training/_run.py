@@ -89,8 +89,15 @@ def evaluate_run(
     :class:`~fastadapt.recsys.RecsysReport` (every cold-start state, metric and baseline) instead of an
     :class:`EvalResult` and writes ``eval/recsys_summary.json``."""
     run_dir = Path(run_dir)
-    experiment, params, _ = load_run(run_dir, checkpoint, ways, shots)
+    experiment, params, path = load_run(run_dir, checkpoint, ways, shots)
     cfg = experiment.config
+    learned = load_checkpoint(path)[1].get("stream_split")
+    if learned is not None and (cfg.data.dataset == "movielens" or learned == cfg.evaluation.split):
+        raise ConfigError(
+            f"{run_dir} is a `fastadapt stream` run whose parameters learned online from the {learned} split's tasks; "
+            "evaluating them there would score data they learned from. Its scores are the per-round ones in "
+            "metrics.jsonl and summary.json (each task scored before it was learned)"
+        )
     if cfg.data.dataset == "movielens":
         return _evaluate_recommender(experiment, params, run_dir, steps, progress, support_cap)
     split = cfg.evaluation.split
