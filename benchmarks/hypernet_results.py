@@ -30,7 +30,7 @@ from fastadapt.training import Trainer, build_experiment, load_run, resolve_conf
 SINUSOID_SHOTS = (5, 10, 20)
 
 
-def plan(iterations: dict[str, int]) -> list[tuple[str, str, str, list[str]]]:
+def plan(iterations: dict[str, int], omniglot_root: str | None) -> list[tuple[str, str, str, list[str]]]:
     rows = []
     for shots in SINUSOID_SHOTS:
         setting = f"sinusoid K={shots}"
@@ -57,6 +57,16 @@ def plan(iterations: dict[str, int]) -> list[tuple[str, str, str, list[str]]]:
             [*common, "algorithm.inner_steps=1", "algorithm.test_steps=1"],
         ),
     ]
+    if omniglot_root:  # MAML: meta-batch 8 (as in docs/results.md); the hypernetwork: 4 tasks of 20 ways
+        common = [f"data.root={omniglot_root}", "training.val_every=500", "training.val_episodes=100"]
+        maml = [*common, f"training.iterations={iterations['omniglot_maml']}", "training.meta_batch_size=8"]
+        hyper = [*common, f"training.iterations={iterations['omniglot_hypernet']}", "training.schedule=constant"]
+        refine = ["algorithm.inner_steps=1", "algorithm.test_steps=1"]
+        rows += [
+            ("omniglot 5w1s", "maml", "omniglot_maml_5w1s", [*maml, "training.strategy=loop"]),
+            ("omniglot 5w1s", "hypernet k=0", "omniglot_hypernet_5w1s", hyper),
+            ("omniglot 5w1s", "hypernet k=1", "omniglot_hypernet_5w1s", [*hyper, *refine]),
+        ]
     return rows
 
 
@@ -80,11 +90,11 @@ def adapt_ms(run_dir: Path, steps: int | None, tasks: int = 200) -> float:
     return statistics.median(times)
 
 
-def run(runs: Path, iterations: dict[str, int], episodes: int) -> None:
+def run(runs: Path, iterations: dict[str, int], episodes: int, omniglot_root: str | None, train_only: bool) -> None:
     runs.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     trained: list[tuple[str, str, Path, float]] = []
-    for setting, method, config_name, overrides in plan(iterations):
+    for setting, method, config_name, overrides in plan(iterations, omniglot_root):
         run_dir = runs / f"{setting}-{method}".replace(" ", "_").replace("=", "")
         config = resolve_config(config_name, overrides)
         start = time.perf_counter()
@@ -92,6 +102,8 @@ def run(runs: Path, iterations: dict[str, int], episodes: int) -> None:
         Trainer(build_experiment(config), run_dir, progress=False).run(resume=resume)
         trained.append((setting, method, run_dir, time.perf_counter() - start))
         print(f"trained {setting} {method} in {trained[-1][3]:.0f} s", flush=True)
+    if train_only:
+        return
     scores: dict[tuple[str, str], list[float]] = {}
     for setting, method, run_dir, seconds in trained:
         experiment, params, _ = load_run(run_dir)
@@ -162,6 +174,10 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/hypernet"))
     parser.add_argument("--sinusoid-iterations", type=int, default=10_000)
     parser.add_argument("--digits-iterations", type=int, default=300)
+    parser.add_argument("--omniglot-root", help="also Omniglot 5-way 1-shot, from this folder of the zips")
+    parser.add_argument("--omniglot-maml-iterations", type=int, default=2400)
+    parser.add_argument("--omniglot-hypernet-iterations", type=int, default=1000)
+    parser.add_argument("--train-only", action="store_true", help="train the models, evaluate nothing")
     parser.add_argument("--episodes", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training and evaluation")
     parser.add_argument("--markdown", action="store_true", help="Print the table of a finished run.")
@@ -173,8 +189,13 @@ def main() -> None:
     # thrash when anything else runs on a 2-core machine.
     torch.set_num_threads(args.threads)
     iterations = {"sinusoid": args.sinusoid_iterations, "digits": args.digits_iterations}
-    run(args.runs, iterations, args.episodes)
-    print(markdown(args.runs))
+    iterations |= {
+        "omniglot_maml": args.omniglot_maml_iterations,
+        "omniglot_hypernet": args.omniglot_hypernet_iterations,
+    }
+    run(args.runs, iterations, args.episodes, args.omniglot_root, args.train_only)
+    if not args.train_only:
+        print(markdown(args.runs))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fastadapt.evaluation import paired_comparison
 
 
 def rows(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
@@ -49,6 +52,12 @@ def rows(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         common += ["stream.rounds=5000", "stream.last=100", "stream.scratch_steps=50", "stream.scratch_lr=0.001"]
         out.append(("Omniglot 5w1s test alphabets, ProtoNet, start=frozen", [*common, "stream.start=frozen"]))
         out.append(("Omniglot 5w1s test alphabets, ProtoNet, start=init", [*common, "stream.start=init"]))
+        out.append(
+            (
+                "Omniglot 5w1s test alphabets, ProtoNet, start=frozen, online lr 1e-4",
+                [*common, "stream.start=frozen", "stream.outer_lr=0.0001"],
+            )
+        )
     if args.melu:
         config = str(Path(args.melu) / "config.yaml")
         # Time-ordered split: a new user's ratings stream in time order; the new users are unseen either way.
@@ -63,10 +72,10 @@ def run(args: argparse.Namespace) -> None:
     results = args.runs / "results.jsonl"
     done = {json.loads(line)["name"] for line in results.read_text().splitlines()} if results.exists() else set()
     env = os.environ | {"OMP_NUM_THREADS": str(args.threads)}
-    for index, (name, arguments) in enumerate(rows(args)):
+    for name, arguments in rows(args):
         if name in done:
             continue
-        run_dir = args.runs / f"row{index}"
+        run_dir = args.runs / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         command = ["fastadapt", "stream", *arguments, "--run-dir", str(run_dir), "--json"]
         start = time.perf_counter()
         finished = subprocess.run(
@@ -81,10 +90,14 @@ def run(args: argparse.Namespace) -> None:
         print(json.dumps({k: row[k] for k in ("name", "rounds", "last_mean", "seconds")}), flush=True)
 
 
+def _rows(run_dir: Path) -> list[dict[str, Any]]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [row for row in map(json.loads, lines) if row["split"] == "stream"]
+
+
 def _blocks(run_dir: Path, learners: list[str], blocks: int) -> list[dict[str, Any]]:
     """Each learner's mean over consecutive equal blocks of rounds (the curve, as a table)."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    rows_ = [json.loads(line) for line in lines if json.loads(line)["split"] == "stream"]
+    rows_ = _rows(run_dir)
     edges = np.linspace(0, len(rows_), blocks + 1).astype(int)
     out = []
     for a, b in itertools.pairwise(edges):
@@ -105,6 +118,17 @@ def markdown(runs: Path, blocks: int = 5) -> str:
             out.append(f"| {block['rounds']} | " + " | ".join(f"{block[k] * scale:.3f}" for k in learners) + " |")
         last = " | ".join(f"{row['last_mean'][k] * scale:.3f} ± {row['last_ci95'][k] * scale:.3f}" for k in learners)
         out.append(f"| last {row['last']} (95% CI) | {last} |")
+        if "frozen" in learners:
+            stream = [r for r in _rows(run_dir)][-row["last"] :]
+            sign = 1.0 if row["metric"] == "accuracy" else -1.0  # positive: online is better
+            paired = paired_comparison(
+                sign * np.array([r["online"] for r in stream]), sign * np.array([r["frozen"] for r in stream])
+            )
+            out.append(
+                f"\nOnline minus frozen over the last {row['last']} rounds (paired, positive = online better): "
+                f"{paired.difference * scale:+.3f} [{paired.ci_low * scale:+.3f}, {paired.ci_high * scale:+.3f}], "
+                f"sign-flip p = {paired.p_value:.3f}"
+            )
         if "continual" in row:
             c = row["continual"]
             parts = [
