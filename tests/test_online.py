@@ -215,6 +215,10 @@ def test_stream_command_end_to_end(tmp_path: Path) -> None:
     again = runner.invoke(main, args)
     assert again.exit_code == 2
     assert "already holds a run (config.yaml, metrics.jsonl, checkpoints, summary.json); choose another" in again.output
+    chained = runner.invoke(
+        main, ["stream", "digits_protonet", f"stream.frozen={out}", "--run-dir", str(tmp_path / "z")]
+    )
+    assert chained.exit_code == 2 and "is a stream run that learned from the test split" in chained.output
     over = runner.invoke(main, ["stream", "digits_protonet", f"stream.frozen={trained}", "--run-dir", str(trained)])
     assert over.exit_code == 2 and "already holds a run (config.yaml, metrics.jsonl, checkpoints)" in over.output
     assert (trained / "checkpoints" / "last.safetensors").exists()  # the trained run is untouched

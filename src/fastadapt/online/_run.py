@@ -21,6 +21,7 @@ from ..training import (
     Experiment,
     RunLogger,
     build_experiment,
+    load_checkpoint,
     load_run,
     save_checkpoint,
     save_config,
@@ -39,6 +40,11 @@ def _frozen_params(config: Config, experiment: Experiment) -> Params | None:
             raise ConfigError("stream.start=frozen needs stream.frozen=RUN_DIR (a meta-trained run of this config)")
         return None
     _, params, path = load_run(config.stream.frozen)
+    if load_checkpoint(path)[1].get("stream_split") == config.stream.split:
+        raise ConfigError(
+            f"stream.frozen={config.stream.frozen} is a stream run that learned from the {config.stream.split} split; "
+            "as the frozen reference it would be scored on data it learned from: use a meta-trained run"
+        )
     expected = experiment.algorithm.init_params()
     if params.keys() != expected.keys() or any(params[k].shape != v.shape for k, v in expected.items()):
         raise CheckpointError(
