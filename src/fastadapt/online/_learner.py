@@ -180,14 +180,15 @@ class StreamResult:
 
     def summary(self, last: int) -> dict[str, Any]:
         """What ``fastadapt stream --json`` prints: rounds, the last-``last`` means and CIs, and the whole stream's."""
+        recent = self.last(last)
         return {
             "metric": self.metric,
             "rounds": len(self.rows),
             "ended_early": self.ended_early,
             "last": min(last, len(self.rows)),
-            "last_mean": {k: v[0] for k, v in self.last(last).items()},
-            "last_ci95": {k: v[1] for k, v in self.last(last).items()},
-            "stream_mean": {k: v[0] for k, v in self.last(len(self.rows)).items()},
+            "last_mean": {k: v[0] for k, v in recent.items()},
+            "last_ci95": {k: v[1] for k, v in recent.items()},
+            "stream_mean": {k: float(self.scores(k).mean()) for k in self.learners},
         }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..algorithms import Algorithm
 from ..recsys import UserTasks, user_task
 from ..tasks import EpisodeSampler, Task
 from ..training import (
@@ -137,6 +138,8 @@ def stream_run(config: Config, run_dir: Path, progress: bool = True) -> dict[str
             training.rates_lr, config.algorithm.test_steps, experiment.strategy,
         )  # fmt: skip
         tasks = stream_tasks(experiment, s.split, s.fresh, s.seed)
+        if experiment.recsys is not None:
+            tasks = list(tasks)  # the users, kept for the continual report too
     except ValueError as error:
         raise ConfigError(str(error)) from None
     learner = OnlineMetaLearner(experiment.algorithm, {k: v.to(device) for k, v in start.items()}, settings, s.seed)
@@ -161,7 +164,7 @@ def stream_run(config: Config, run_dir: Path, progress: bool = True) -> dict[str
     summary = result.summary(s.last) | {"split": s.split, "start": s.start, "frozen": s.frozen}
     summary["plot"] = str(plot_stream(result, run_dir / "stream.png", s.last))
     if experiment.recsys is not None:
-        summary["continual"] = _continual(config, experiment, frozen)
+        summary["continual"] = _continual(config, experiment.algorithm, frozen, list(tasks))
     tensors = {f"params/{k}": v for k, v in learner.params.items()}
     state = {"step": len(result.rows), "stream_split": s.split}  # `eval` refuses this split: the stream learned it
     save_checkpoint(run_dir / "checkpoints" / "last.safetensors", tensors, state)
@@ -169,13 +172,12 @@ def stream_run(config: Config, run_dir: Path, progress: bool = True) -> dict[str
     return summary
 
 
-def _continual(config: Config, experiment: Experiment, frozen: Params | None) -> dict[str, Any] | str:
+def _continual(config: Config, algorithm: Algorithm, frozen: Params | None, users: list[Task]) -> dict[str, Any] | str:
     """The per-user continual report on the stream's users, with the frozen run's parameters: never with the
     online learner's, which learned from these users' ratings."""
     if frozen is None:
         return "skipped: needs stream.frozen=RUN (the online learner's parameters learned from these users)"
     if not config.recsys.time_ordered:
         return "skipped: needs recsys.time_ordered=true (a user's ratings must arrive in time order)"
-    users = list(stream_tasks(experiment, config.stream.split, config.stream.fresh, config.stream.seed))
     # One step per new rating from the user's current state; re-adaptation takes the trained inner steps.
-    return continual_users(experiment.algorithm, frozen, users, steps=1).summary()
+    return continual_users(algorithm, frozen, users, steps=1).summary()

@@ -42,12 +42,8 @@ class FreshEpisodes:
                 "set stream.fresh=false"
             )
         self.sampler, self.generator = sampler, generator
-        labels = sampler.pool.labels
-        self._unused = [
-            torch.nonzero(labels == c).flatten()[torch.randperm(int((labels == c).sum()), generator=generator)]
-            for c in sampler.classes
-        ]
-        self.used = torch.zeros(len(labels), dtype=torch.bool)
+        self._unused = [m[torch.randperm(len(m), generator=generator)] for m in sampler.members]
+        self.used = torch.zeros(len(sampler.pool.labels), dtype=torch.bool)
 
     def __iter__(self) -> Iterator[Task]:
         return self

@@ -128,7 +128,7 @@ class EpisodeSampler(TaskSource):
                 f"({len(self.classes)} classes x {len(self.transforms)} transforms); lower ways or use more classes"
             )
         need = shots + queries
-        self._members: list[Tensor] = []
+        self.members: list[Tensor] = []  # pool indices of each class, in the order of ``classes``
         for c in self.classes:
             members = torch.nonzero(pool.labels == c).flatten()
             if len(members) < need:
@@ -136,14 +136,14 @@ class EpisodeSampler(TaskSource):
                     f"shots + queries = {shots} + {queries} = {need} but class {c} "
                     f"({pool.class_names[c]!r}) has only {len(members)} examples; lower shots or queries"
                 )
-            self._members.append(members)
+            self.members.append(members)
 
     def sample(self, generator: torch.Generator) -> Task:
         n_transforms = len(self.transforms)
         chosen = torch.randperm(len(self.classes) * n_transforms, generator=generator)[: self.ways].tolist()
         picked = []
         for flat in chosen:
-            members = self._members[flat // n_transforms]
+            members = self.members[flat // n_transforms]
             picked.append(members[torch.randperm(len(members), generator=generator)[: self.shots + self.queries]])
         return self.episode(chosen, picked)
 
