@@ -68,7 +68,7 @@ def setup(key: str) -> tuple[Algorithm, nn.Module, TaskBatch, float]:
     if key == "maml_sinusoid":
         mlp = MLP(1, (40, 40), 1)
         batch = SinusoidTasks(shots=10, queries=10).sample_batch(25, torch.Generator().manual_seed(0))
-        return MAML(mlp, task_type="regression", inner_lr=0.01, inner_steps=1), mlp, batch, 0.01
+        return MAML(mlp, loss="mse", inner_lr=0.01, inner_steps=1), mlp, batch, 0.01
     model = Conv4(in_channels=1, out_features=WAYS, image_size=28, hidden=64)
     labels = torch.arange(WAYS)
     batch = TaskBatch(

@@ -25,6 +25,21 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+#: Why a ``cuda``-marked test is skipped on a machine without a CUDA device.
+NO_CUDA = "needs a CUDA device (torch.cuda.is_available() is False)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skips the tests marked ``cuda`` where torch sees no CUDA device (``benchmarks/gpu_check.sh`` runs them on
+    a GPU machine and fails when CUDA is missing there)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=NO_CUDA)
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 #: Real datasets: a copy of the project's shared/ folder lies beside the repository (and beside CI's clone).
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fastadapt.algorithms import (
@@ -43,7 +45,7 @@ def test_registry_has_every_algorithm() -> None:
 def test_build_each_algorithm(name: str) -> None:
     options = {"ways": 2} if name in ("protonet", "hypernet") else {}
     algorithm = build_algorithm(name, small_mlp(), **options)
-    assert algorithm.name == name and algorithm.task_type == "classification"
+    assert algorithm.name == name and algorithm.loss is F.cross_entropy and algorithm.metric.name == "accuracy"
 
 
 def test_fomaml_is_first_order_maml() -> None:
@@ -66,21 +68,42 @@ def test_bad_options_name_the_algorithm() -> None:
 
 
 @pytest.mark.parametrize("cls", [MAML, ANIL, MetaSGD, Reptile])
-def test_unknown_task_type(cls: type) -> None:
-    with pytest.raises(
-        ValueError, match=re.escape("unknown task type 'ranking'; choose one of ('classification', 'regression')")
-    ):
-        cls(small_mlp(), task_type="ranking")
+def test_unknown_loss_and_metric_name_the_choices(cls: type) -> None:
+    with pytest.raises(ValueError, match=re.escape("unknown loss 'ranking'; choose one of ['bce_with_logits', ")):
+        cls(small_mlp(), loss="ranking")
+    with pytest.raises(ValueError, match=re.escape("unknown metric 'auc'; choose one of ['accuracy', ")):
+        cls(small_mlp(), metric="auc")
+
+
+def test_losses_and_metrics_by_name_and_callable() -> None:
+    model = small_mlp()
+    assert MAML(model, loss="mse").metric.name == "mse" and not MAML(model, loss="mse").metric.higher_is_better
+    assert MAML(model, loss="l1").metric.name == "mae"
+
+    def hinge(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.multi_margin_loss(outputs, targets)
+
+    custom = MAML(model, loss=hinge, metric="accuracy")
+    assert custom.loss is hinge and custom.metric.name == "accuracy"
+    assert MAML(model, loss=hinge).metric.name == "hinge"  # no metric: the loss itself, lower is better
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1, 0])
+    params = custom.init_params()
+    loss, stats = custom.objective(params, x, y, x, y)
+    outputs = custom.predict(params, custom.adapt(params, x, y), x)
+    torch.testing.assert_close(loss, hinge(outputs, y))
+    assert float(stats[1]) == float((outputs.argmax(1) == y).double().mean())
 
 
 def test_structure_requirements() -> None:
     bare = nn.Linear(3, 2)
-    with pytest.raises(ValueError, match="ANIL needs a model with a 'body' sub-module; Linear has none"):
+    with pytest.raises(ValueError, match=re.escape("algorithm.head='head' names no parameters of Linear")):
         ANIL(bare)
-    with pytest.raises(ValueError, match="ProtoNet needs a model with a 'body' sub-module; Linear has none"):
+    with pytest.raises(ValueError, match=re.escape("algorithm.head='head' names no parameters of Linear")):
         ProtoNet(bare, ways=2)
-    with pytest.raises(ValueError, match="ProtoNet is a classifier"):
-        ProtoNet(small_mlp(), ways=2, task_type="regression")
+    with pytest.raises(ValueError, match=re.escape("algorithm.head=['head'] covers every parameter")):
+        ANIL(nn.Sequential(OrderedDict(head=nn.Linear(3, 2))))
+    with pytest.raises(ValueError, match=re.escape("algorithm.head='classifier' names no parameters of MLP")):
+        ANIL(small_mlp(), head="classifier")
 
 
 def test_init_params_are_detached_copies() -> None:

@@ -12,12 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
-from fastadapt.algorithms import MAML, MetaSGD, ProtoNet, build_algorithm
+from fastadapt.algorithms import MAML, METRICS, MetaSGD, ProtoNet, build_algorithm
 from fastadapt.models import MLP, MeLU
 from fastadapt.online import ContinualUser, continual_users, prequential
-from fastadapt.recsys import ITEM_ID_COLUMN, feature_layout, load_recsys_data, pretrain, user_task
+from fastadapt.recsys import ITEM_ID_COLUMN, RecsysConfig, feature_layout, load_recsys_data, pretrain, user_task
 from fastadapt.tasks import Task
-from fastadapt.training import RecsysConfig
 from fastadapt.typing import Params
 
 LR = 0.3
@@ -25,7 +24,7 @@ LR = 0.3
 
 def _maml(inner_lr: float = LR, inner_steps: int = 1) -> tuple[MAML, Params]:
     model = MLP(2, (8,), 1, act="tanh").double()
-    maml = MAML(model, task_type="regression", inner_lr=inner_lr, inner_steps=inner_steps)
+    maml = MAML(model, loss="mse", inner_lr=inner_lr, inner_steps=inner_steps)
     return maml, maml.init_params()
 
 
@@ -66,7 +65,7 @@ def test_each_observation_steps_from_the_current_state_not_the_meta_parameters()
 
 def test_metasgd_steps_with_its_learned_rates() -> None:
     model = MLP(2, (8,), 1, act="tanh").double()
-    metasgd = MetaSGD(model, task_type="regression", inner_lr=0.1)
+    metasgd = MetaSGD(model, loss="mse", inner_lr=0.1)
     params = metasgd.init_params()
     rates = {k: 0.5 * torch.rand_like(v) for k, v in MetaSGD.weights(params).items()}  # distinct per entry
     params |= {f"inner_lr.{k}": v for k, v in rates.items()}
@@ -98,7 +97,7 @@ def test_prequential_never_uses_an_example_to_predict_itself() -> None:
     has already observed gives ~0 error, so a learner that peeked at example ``i`` would score ~0 there."""
     n = 5
     model = MLP(n, (), 1).double()
-    maml = MAML(model, task_type="regression", inner_lr=0.2, inner_steps=300)
+    maml = MAML(model, loss="mse", inner_lr=0.2, inner_steps=300)
     params = maml.init_params()
     x = torch.eye(n, dtype=torch.float64)  # example i only moves weight i (and the shared bias)
     y = torch.tensor([[2.0], [-3.0], [4.0], [-5.0], [6.0]], dtype=torch.float64)
@@ -118,7 +117,7 @@ def test_prequential_never_uses_an_example_to_predict_itself() -> None:
 
 def test_prequential_classification_scores_correctness() -> None:
     model = MLP(2, (8,), 3).double()
-    maml = MAML(model, task_type="classification", inner_lr=0.5, inner_steps=2)
+    maml = MAML(model, inner_lr=0.5, inner_steps=2)
     params = maml.init_params()
     x, y = torch.randn(6, 2, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2])
     result = prequential(maml, params, x, y)
@@ -196,7 +195,7 @@ def test_continual_adaptation_helps_cold_users_at_a_fraction_of_readapting(singl
     data, split = recsys.data, recsys.split
     model = MeLU(*feature_layout(data), rating_offset=float(data.rating.mean()), zero=(ITEM_ID_COLUMN,))
     params = pretrain(model, data, split.tasks["train"], epochs=5)
-    melu = build_algorithm("anil", model, task_type="regression", inner_lr=0.005, inner_steps=5)
+    melu = build_algorithm("anil", model, loss="mse", inner_lr=0.005, inner_steps=5)
     tasks = [user_task(data, t) for t in split.tasks["user_cold"][:30]]
     report = continual_users(melu, params, tasks, steps=1, max_ratings=40)
     assert report.users == 30 and report.counts[0] == 30
@@ -208,7 +207,7 @@ def test_continual_adaptation_helps_cold_users_at_a_fraction_of_readapting(singl
 class _UndefinedStart:
     """An algorithm whose state is undefined without examples (a mean over none)."""
 
-    name, task_type = "undefined", "regression"
+    name, loss, metric = "undefined", F.mse_loss, METRICS["mse"]
 
     def adapt(self, params: dict, x: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> dict:  # type: ignore[type-arg]
         return {"mean": x.sum(0) / x.shape[0]}

@@ -28,7 +28,7 @@ def test_same_seed_same_result_and_adaptation_helps_on_linear_tasks() -> None:
     from fastadapt.tasks import LinearTasks
 
     model = MLP(1, (), 1)  # a linear model: gradient steps on the support set must lower the query error
-    algorithm = MAML(model, task_type="regression", inner_lr=0.02, inner_steps=1)
+    algorithm = MAML(model, loss="mse", inner_lr=0.02, inner_steps=1)
     params = algorithm.init_params()
     source = LinearTasks(shots=10, queries=10)
     a = evaluate(algorithm, params, source, episodes=50, seed=3, steps=20)
@@ -42,7 +42,7 @@ def test_same_seed_same_result_and_adaptation_helps_on_linear_tasks() -> None:
 
 def test_evaluation_leaves_parameters_untouched_and_keeps_no_graph() -> None:
     model = MLP(1, (8,), 1)
-    algorithm = MAML(model, task_type="regression", inner_lr=0.01)
+    algorithm = MAML(model, loss="mse", inner_lr=0.01)
     params = {k: v.requires_grad_() for k, v in algorithm.init_params().items()}
     before = {k: v.clone() for k, v in params.items()}
     evaluate(algorithm, params, SinusoidTasks(), episodes=3)

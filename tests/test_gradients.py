@@ -79,7 +79,7 @@ def test_maml_linear_regression_closed_form() -> None:
     so ``d L_q(theta') / d theta = (I - a H) grad L_q(theta')``."""
     d, a = 3, 0.05
     model = MLP(d, (), 1).double()
-    algorithm = MAML(model, task_type="regression", inner_lr=a, inner_steps=1)
+    algorithm = MAML(model, loss="mse", inner_lr=a, inner_steps=1)
     params = {k: v.requires_grad_() for k, v in algorithm.init_params().items()}
     sx, qx = torch.randn(6, d, dtype=torch.float64), torch.randn(9, d, dtype=torch.float64)
     sy, qy = torch.randn(6, 1, dtype=torch.float64), torch.randn(9, 1, dtype=torch.float64)

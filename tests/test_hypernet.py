@@ -3,6 +3,8 @@ at k = 0, its untrained behaviour, batching, and that it learns."""
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 
@@ -33,7 +35,7 @@ def classifier(steps: int = 0, ways: int = 3) -> HyperNet:
 
 def regressor(steps: int = 0) -> HyperNet:
     model = MLP(1, (5, 4), 1, act="tanh").double()
-    return HyperNet(model, task_type="regression", inner_lr=0.05, inner_steps=steps, task_dim=3, generator_width=6)
+    return HyperNet(model, inner_lr=0.05, inner_steps=steps, task_dim=3, generator_width=6)
 
 
 def test_generated_shapes(make_batch: Callable[..., TaskBatch]) -> None:
@@ -61,7 +63,7 @@ def test_gradcheck_through_the_generator(make: Callable[[int], HyperNet], make_b
     """The generated weights as a function of every meta-parameter, against finite differences."""
     algorithm = make(0)
     params = perturbed(algorithm.init_params())
-    regression = algorithm.task_type == "regression"
+    regression = not algorithm.classifies
     task = make_batch(1, 3, 2, 2, (1,) if regression else (4,), regression=regression)[0]
     keys = list(params)
 
@@ -81,7 +83,7 @@ def test_gradcheck_meta_objective_through_one_refinement_step(
     """k = 1: second-order terms through the refinement step from the generated weights."""
     algorithm = make(1)
     params = perturbed(algorithm.init_params())
-    regression = algorithm.task_type == "regression"
+    regression = not algorithm.classifies
     batch = make_batch(2, 3, 2, 2, (1,) if regression else (4,), regression=regression)
     keys = list(params)
 
@@ -101,7 +103,7 @@ def test_vmap_meta_gradient_matches_the_loop(
 ) -> None:
     algorithm = make(2)
     params = {k: v.requires_grad_() for k, v in perturbed(algorithm.init_params()).items()}
-    regression = algorithm.task_type == "regression"
+    regression = not algorithm.classifies
     batch = make_batch(4, 3, 2, 3, (1,) if regression else (4,), regression=regression)
     expected, expected_stats = meta_gradient(algorithm, params, batch, "loop")
     grads, stats = meta_gradient(algorithm, params, batch, "vmap")
@@ -173,17 +175,20 @@ def test_the_set_encoder_ignores_the_order_of_the_support_set(make_batch: Callab
 
 
 def test_bad_construction_names_the_fix() -> None:
-    with pytest.raises(ValueError, match=r"a classifying HyperNet needs ways >= 2 \(the N of N-way\), got None"):
-        HyperNet(MLP(2, (3,), 2))
-    with pytest.raises(ValueError, match="needs a model with a 'body' and a linear 'head'; Linear has not"):
+    with pytest.raises(ValueError, match=r"a classifying HyperNet needs ways >= 2 \(the N of N-way\), got 1"):
+        HyperNet(MLP(2, (3,), 2), ways=1)
+    with pytest.raises(ValueError, match=re.escape("algorithm.head='head' names no parameters of Linear")):
         HyperNet(torch.nn.Linear(2, 2), ways=2)
+    net = torch.nn.Sequential(OrderedDict(body=torch.nn.Linear(2, 3), head=torch.nn.Sequential(torch.nn.Linear(3, 2))))
+    with pytest.raises(ValueError, match=re.escape("generates a linear head, but algorithm.head='head' of Sequential")):
+        HyperNet(net, ways=2)
     with pytest.raises(ValueError, match=r"inner_steps must be >= 0 \(0: amortised adaptation only\), got -1"):
         HyperNet(MLP(2, (3,), 2), ways=2, inner_steps=-1)
     with pytest.raises(ValueError, match="generator_width must be >= 1, got 0"):
         HyperNet(MLP(2, (3,), 2), ways=2, generator_width=0)
     conv = Conv4(1, 1, image_size=8, hidden=2, pooled_blocks=3)
     with pytest.raises(ValueError, match=r"a regression HyperNet generates every weight of an MLP .*Conv4 is not one"):
-        HyperNet(conv, task_type="regression")
+        HyperNet(conv)
 
 
 def test_a_classifying_hypernet_trains_on_more_ways_than_it_tests() -> None:
@@ -201,7 +206,7 @@ def test_a_classifying_hypernet_trains_on_more_ways_than_it_tests() -> None:
 def test_amortised_sinusoid_learns() -> None:
     """300 meta-iterations: the generated weights fit new sinusoids far better than the shared initial ones."""
     torch.manual_seed(0)
-    algorithm = HyperNet(MLP(1, (40, 40), 1), task_type="regression", inner_steps=0)
+    algorithm = HyperNet(MLP(1, (40, 40), 1), inner_steps=0)
     params = {k: v.requires_grad_() for k, v in algorithm.init_params().items()}
     optimizer = torch.optim.Adam(params.values(), lr=1e-3)
     tasks, generator = SinusoidTasks(shots=10, queries=10), torch.Generator().manual_seed(0)
@@ -223,7 +228,7 @@ def test_amortised_sinusoid_learns() -> None:
 
 def test_the_generators_fast_path_is_the_mlp() -> None:
     """``_two_layers`` (plain F.linear calls) computes what ``functional_call`` on the generator module does."""
-    from fastadapt.algorithms._functional import forward, subset
+    from fastadapt.algorithms import forward, subset
     from fastadapt.algorithms.hypernet import _two_layers
 
     algorithm = regressor()

@@ -29,9 +29,9 @@ from fastadapt.online import (
     tasks_gradient,
     users_in_time_order,
 )
-from fastadapt.recsys import UserTask, load_recsys_data
+from fastadapt.recsys import RecsysConfig, UserTask, load_recsys_data
 from fastadapt.tasks import EpisodeSampler, LabelledPool, LinearTasks, Task, TaskBatch, rotations
-from fastadapt.training import RecsysConfig, build_experiment, resolve_config
+from fastadapt.training import build_experiment, resolve_config
 from fastadapt.typing import Params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -50,7 +50,8 @@ class Recorder:
 
     def __init__(self, model: torch.nn.Module, ways: int) -> None:
         self.inner = MAML(model, inner_lr=0.1, inner_steps=1)
-        self.name, self.task_type, self.inner_steps = "recorder", "classification", 1
+        self.name, self.inner_steps = "recorder", 1
+        self.loss, self.metric = self.inner.loss, self.inner.metric
         self.events: list[tuple[str, set[int]]] = []
 
     def init_params(self) -> Params:
@@ -140,7 +141,7 @@ def test_replay_buffer_keeps_a_uniform_sample() -> None:
 
 
 def test_tasks_of_unequal_shapes_average_their_gradients(make_batch) -> None:  # type: ignore[no-untyped-def]
-    algorithm = MAML(MLP(1, (5,), 1, act="tanh").double(), task_type="regression", inner_lr=0.1)
+    algorithm = MAML(MLP(1, (5,), 1, act="tanh").double(), loss="mse", inner_lr=0.1)
     params = {k: v.requires_grad_() for k, v in algorithm.init_params().items()}
     a, b = make_batch(1, 1, 3, 4, (1,), regression=True)[0], make_batch(1, 1, 6, 4, (1,), regression=True)[0]
     grads, _ = tasks_gradient(algorithm, params, [a, b], "vmap")
@@ -155,11 +156,11 @@ def test_tasks_of_unequal_shapes_average_their_gradients(make_batch) -> None:  #
 
 def test_online_learner_improves_along_the_stream_and_frozen_stays_frozen() -> None:
     torch.manual_seed(0)
-    algorithm = MAML(MLP(1, (32, 32), 1), task_type="regression", inner_lr=0.02, inner_steps=1)
+    algorithm = MAML(MLP(1, (32, 32), 1), loss="mse", inner_lr=0.02, inner_steps=1)
     start = algorithm.init_params()
     learner = OnlineMetaLearner(algorithm, start, OnlineSettings(replay=64, batch=8, lr=3e-3))
     tasks = list(LinearTasks(shots=10, queries=10).sample(torch.Generator().manual_seed(2)) for _ in range(300))
-    scratch = from_scratch(algorithm.model, "regression", steps=20, lr=0.01)
+    scratch = from_scratch(algorithm.model, algorithm.loss, algorithm.metric, steps=20, lr=0.01)
     result = run_stream(learner, tasks, 300, frozen=start, scratch=scratch)
     assert result.learners == ("online", "frozen", "scratch") and not result.ended_early
     online = result.scores("online")

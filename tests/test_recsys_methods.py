@@ -11,13 +11,13 @@ import torch
 from click.testing import CliRunner
 
 from fastadapt.algorithms import build_algorithm, meta_gradient
-from fastadapt.algorithms._functional import task_loss
 from fastadapt.cli import main
 from fastadapt.models import FeatureEmbedding, MeLU
 from fastadapt.recsys import (
     ITEM_ID_COLUMN,
     MatrixFactorisation,
     Popularity,
+    RecsysConfig,
     UserTask,
     UserTasks,
     feature_layout,
@@ -26,7 +26,6 @@ from fastadapt.recsys import (
     pretrain,
     user_task,
 )
-from fastadapt.training import RecsysConfig
 
 SMALL = RecsysConfig(synthetic_users=200, synthetic_items=300, seed=3)
 
@@ -78,14 +77,14 @@ def test_local_update_lowers_new_users_query_loss(recsys: object) -> None:
     torch.manual_seed(0)
     model = MeLU(*feature_layout(data), rating_offset=float(data.rating.mean()), zero=(ITEM_ID_COLUMN,))
     params = pretrain(model, data, split.tasks["train"], epochs=5)
-    melu = build_algorithm("anil", model, task_type="regression", inner_lr=0.005, inner_steps=5)
+    melu = build_algorithm("anil", model, loss="mse", inner_lr=0.005, inner_steps=5)
     losses: dict[int | None, list[float]] = {0: [], None: []}
     for task in split.tasks["user_cold"][:40]:
         t = user_task(data, task)
         for steps, values in losses.items():
             state = melu.adapt(params, t.support_x, t.support_y, steps)
             with torch.no_grad():
-                values.append(float(task_loss("regression", melu.predict(params, state, t.query_x), t.query_y)))
+                values.append(float(melu.loss(melu.predict(params, state, t.query_x), t.query_y)))
     before, after = np.mean(losses[0]), np.mean(losses[None])
     assert after < 0.9 * before, (before, after)
 
@@ -94,7 +93,7 @@ def test_vmap_and_loop_meta_gradients_agree(recsys: object) -> None:
     data, split = recsys.data, recsys.split  # type: ignore[attr-defined]
     torch.manual_seed(0)
     model = MeLU(*feature_layout(data)).double()
-    melu = build_algorithm("anil", model, task_type="regression", inner_lr=0.05, inner_steps=2)
+    melu = build_algorithm("anil", model, loss="mse", inner_lr=0.05, inner_steps=2)
     batch = UserTasks(data, split.tasks["train"]).sample_batch(4, torch.Generator().manual_seed(1))
     batch = type(batch)(*(t.double() if t.is_floating_point() else t for t in batch.tensors()))
     params = {k: v.requires_grad_() for k, v in melu.init_params().items()}

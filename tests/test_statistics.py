@@ -1,19 +1,24 @@
 """Reviewer statistics: classification reports against scikit-learn, confusion-matrix plots, the bootstrap
-against a pure-Python reference, paired comparisons, and cross-validation over class splits."""
+against scipy and an exactly known bootstrap distribution, paired comparisons against scipy's tests and exact
+enumeration, and cross-validation over class splits against scikit-learn's splitters."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import re
+import sys
+import warnings
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import stats
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+from sklearn.model_selection import GroupKFold, KFold
 
 from fastadapt.evaluation import (
     PairedComparison,
@@ -114,42 +119,57 @@ def test_plot_confusion_matrix_counts_and_errors(tmp_path: Path) -> None:
         plot_confusion_matrix(np.eye(2), tmp_path / "x.pdf")
 
 
+def test_plot_confusion_matrix_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules makes the import fail
+    with pytest.raises(ImportError, match=re.escape("plotting needs matplotlib: pip install 'fastadapt[plots]'")):
+        plot_confusion_matrix(np.eye(2), tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
 # --- bootstrap --------------------------------------------------------------------------------------------
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between order statistics (numpy's default method)."""
-    pos = q * (len(sorted_values) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (pos - lo) * (sorted_values[hi] - sorted_values[lo])
+def _scipy_bootstrap(values: list[float], statistic=np.mean, batch: int | None = None, **kwargs) -> tuple[float, float]:
+    res = stats.bootstrap(
+        (np.asarray(values),), statistic, method="percentile", vectorized=True, batch=batch, **kwargs
+    ).confidence_interval
+    return float(res.low), float(res.high)
 
 
-def _reference_bootstrap(
-    values: list[float], resamples: int, confidence: float, seed: int, chunk: int
-) -> tuple[float, float, float]:
-    """Slow bootstrap of the mean with the documented seed semantics: index rows drawn chunk by chunk."""
-    rng = np.random.default_rng(seed)
-    n, stats = len(values), []
-    for start in range(0, resamples, chunk):
-        for row in rng.integers(0, n, size=(min(chunk, resamples - start), n)).tolist():
-            stats.append(math.fsum(values[i] for i in row) / n)
-    stats.sort()
-    alpha = (1 - confidence) / 2
-    return math.fsum(values) / n, _quantile(stats, alpha), _quantile(stats, 1 - alpha)
-
-
-def test_bootstrap_matches_pure_python_reference() -> None:
+@pytest.mark.parametrize("statistic", [np.mean, np.median, np.std])
+def test_bootstrap_matches_scipy(statistic) -> None:
     values = [0.2, 0.9, 0.4, 0.55, 0.7, 0.1, 0.8]
-    expected = _reference_bootstrap(values, resamples=500, confidence=0.9, seed=3, chunk=500)
-    assert bootstrap_ci(values, resamples=500, confidence=0.9, seed=3) == pytest.approx(expected, abs=1e-12)
+    est, low, high = bootstrap_ci(values, statistic=statistic, resamples=500, confidence=0.9, seed=3)
+    expected = _scipy_bootstrap(values, statistic, n_resamples=500, confidence_level=0.9, rng=np.random.default_rng(3))
+    assert (low, high) == pytest.approx(expected, abs=1e-12)
+    assert est == pytest.approx(float(statistic(values)), abs=1e-12)
 
 
-def test_bootstrap_chunks_follow_the_same_stream(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_bootstrap, "_CHUNK_ELEMENTS", 10)  # n=5: chunks of 2 resamples
+def test_bootstrap_percentiles_of_an_exactly_known_distribution() -> None:
+    # Means of 3 draws from {0, 0, 1}: k/3 with k ~ Binomial(3, 1/3), P(k=0) = 8/27, P(k <= 1) = 20/27 and
+    # P(k <= 2) = 26/27, so the 10% and 90% quantiles are 0 and 2/3 whatever the resampling stream.
+    est, low, high = bootstrap_ci([0.0, 0.0, 1.0], resamples=10_000, confidence=0.8, seed=1)
+    assert (est, low, high) == pytest.approx((1 / 3, 0.0, 2 / 3), abs=1e-12)
+    # P(k = 1) = 12/27 covers both the 35% and the 65% quantile (P(k = 0) = 0.296, P(k <= 1) = 0.741).
+    assert bootstrap_ci([0.0, 0.0, 1.0], resamples=10_000, confidence=0.3, seed=1)[1:] == pytest.approx((1 / 3, 1 / 3))
+
+
+def test_bootstrap_holds_a_bounded_number_of_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_bootstrap, "_CHUNK_ELEMENTS", 10)  # n=5: 2 resamples per call of the statistic
+    seen: list[tuple[int, ...]] = []
+
+    def mean(x: np.ndarray, axis: int) -> np.ndarray:
+        seen.append(x.shape)
+        return np.mean(x, axis=axis)
+
     values = [1.0, 4.0, 2.0, 8.0, 5.0]
-    expected = _reference_bootstrap(values, resamples=7, confidence=0.8, seed=11, chunk=2)
-    assert bootstrap_ci(values, resamples=7, confidence=0.8, seed=11) == pytest.approx(expected, abs=1e-12)
+    _, low, high = bootstrap_ci(values, statistic=mean, resamples=7, confidence=0.8, seed=11)
+    assert seen[:2] == [(1, 5), (5,)]  # the contract check, then the estimate
+    resampled = seen[2:]
+    assert sum(shape[0] for shape in resampled) == 7 and all(shape[0] * shape[1] <= 10 for shape in resampled)
+    expected = _scipy_bootstrap(values, batch=2, n_resamples=7, confidence_level=0.8, rng=np.random.default_rng(11))
+    assert (low, high) == pytest.approx(expected, abs=1e-12)
 
 
 def test_bootstrap_covers_the_true_mean_and_shrinks_like_one_over_sqrt_n() -> None:
@@ -207,12 +227,17 @@ def test_paired_comparison_detects_a_shift() -> None:
     assert result.t_ci95 == pytest.approx(mean_ci95((a - b).tolist())[1])
     assert result.t_ci95 == pytest.approx((result.ci_high - result.ci_low) / 2, rel=0.15)
     assert (result.mean_a, result.mean_b, result.n) == (pytest.approx(a.mean()), pytest.approx(b.mean()), 400)
-    assert result.summary()["significant"] is True and set(result.summary()) >= {"p_value", "t_ci95", "ci_low"}
+    assert result.summary()["significant"] is True
+    assert set(result.summary()) >= {"p_value", "t_p_value", "wilcoxon_p_value", "t_ci95", "ci_low"}
+    assert result.t_p_value == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12) and result.t_p_value < 1e-6
+    assert result.wilcoxon_p_value == pytest.approx(stats.wilcoxon(a, b).pvalue, rel=1e-12)
+    assert result.wilcoxon_p_value < 1e-6
 
     swapped = paired_comparison(b, a, resamples=2000)
     assert swapped.difference == pytest.approx(-result.difference)
     assert (swapped.ci_low, swapped.ci_high) == pytest.approx((-result.ci_high, -result.ci_low))
     assert swapped.p_value == result.p_value and swapped.significant
+    assert (swapped.t_p_value, swapped.wilcoxon_p_value) == pytest.approx((result.t_p_value, result.wilcoxon_p_value))
 
 
 def test_paired_comparison_of_identical_scores() -> None:
@@ -220,6 +245,18 @@ def test_paired_comparison_of_identical_scores() -> None:
     result = paired_comparison(a, a.copy(), resamples=500)
     assert (result.difference, result.ci_low, result.ci_high, result.t_ci95) == (0.0, 0.0, 0.0, 0.0)
     assert not result.significant and result.p_value == 1.0
+    assert (result.t_p_value, result.wilcoxon_p_value) == (1.0, 1.0)  # documented: no evidence of a difference
+
+
+def test_paired_comparison_of_a_constant_shift() -> None:
+    b = np.random.default_rng(0).random(50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's ttest_rel would warn of catastrophic cancellation here
+        result = paired_comparison(b + 0.1, b, resamples=1000)
+    assert result.difference == pytest.approx(0.1) and result.significant
+    assert result.t_p_value == 0.0  # |t| -> inf
+    assert result.p_value == pytest.approx(1 / 1001)
+    assert result.wilcoxon_p_value == pytest.approx(stats.wilcoxon(b + 0.1, b).pvalue)
 
 
 def test_paired_comparison_no_difference_is_not_significant() -> None:
@@ -235,6 +272,24 @@ def test_sign_flip_p_value_exact_and_monte_carlo() -> None:
     patterns = np.array(list(itertools.product([-1, 1], repeat=14)))  # (16384, 14) > resamples: Monte Carlo
     exact = float((np.abs((patterns * d).mean(axis=1)) >= abs(d.mean()) - 1e-12).mean())
     assert paired_comparison(d, np.zeros(14), resamples=10_000).p_value == pytest.approx(exact, abs=0.02)
+    # Exact, scipy's own two-sided test agrees: the sign-flip null is symmetric.
+    d = d[:9]
+    scipy_p = stats.permutation_test(
+        (d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples", vectorized=True
+    ).pvalue
+    assert paired_comparison(d, np.zeros(9)).p_value == pytest.approx(scipy_p, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sign_flip_p_value_counts_tied_scores_exactly(seed: int) -> None:
+    # Accuracy differences are multiples of 1/queries: many sign patterns tie with the observed |mean| up to
+    # rounding, including a mean of exactly 0 that floats make 1e-18.
+    rng = np.random.default_rng(seed)
+    k = rng.integers(-4, 5, size=11)
+    k[-1] -= k.sum() if seed % 2 else 0  # odd seeds: an observed sum of exactly 0
+    patterns = np.array(list(itertools.product([-1, 1], repeat=11)))  # (2048, 11), integers: no rounding
+    exact = float((np.abs((patterns * k).sum(axis=1)) >= abs(k.sum())).mean())
+    assert paired_comparison(k / 75, np.zeros(11)).p_value == pytest.approx(exact, abs=1e-12)
 
 
 def test_paired_comparison_rejects_bad_input() -> None:
@@ -266,6 +321,16 @@ def test_class_kfold_partitions_the_classes() -> None:
     other = class_kfold(classes, k=5, seed=4)
     assert not all(np.array_equal(x[1], y[1]) for x, y in zip(folds, other, strict=True))
     assert [t.tolist() for _, t in class_kfold([7, 3], k=2)] in ([[3], [7]], [[7], [3]])
+
+
+def test_class_kfold_is_sklearn_kfold() -> None:
+    classes = np.array([40, 3, 17, 8, 99, 12, 5])
+    for (train, test), (sk_train, sk_test) in zip(
+        class_kfold(classes, k=3, seed=7), KFold(3, shuffle=True, random_state=7).split(classes), strict=True
+    ):
+        assert train.dtype == np.int64 and test.dtype == np.int64
+        assert test.tolist() == sorted(classes[sk_test].tolist())
+        assert train.tolist() == sorted(classes[sk_train].tolist())
 
 
 def test_class_kfold_rejects_bad_input() -> None:
@@ -304,6 +369,21 @@ def test_group_kfold_never_splits_a_group() -> None:
             assert inside or set(ids) <= set(train.tolist())  # whole group on one side
         assert len(train) + len(test) == 150
     assert [h for _, _, h in group_kfold(groups, k=3, seed=1)] == [h for _, _, h in folds]
+
+
+def test_group_kfold_unequal_groups() -> None:
+    groups = {"a": [0, 1, 2, 3, 4, 5], "b": [6], "c": [7, 8], "d": [9], "e": [10, 11, 12]}
+    for seed in range(10):
+        folds = group_kfold(groups, k=2, seed=seed)
+        assert sorted(len(held) for _, _, held in folds) == [2, 3]  # groups balanced, classes not
+        assert sorted(c for _, test, _ in folds for c in test.tolist()) == list(range(13))
+        for train, test, held in folds:
+            assert held == [name for name in groups if name in held]  # the mapping's order
+            assert test.tolist() == sorted(c for name in held for c in groups[name])
+            assert train.tolist() == sorted(set(range(13)) - set(test.tolist()))
+    labels = np.repeat(np.arange(5), [6, 1, 2, 1, 3])
+    sk = GroupKFold(2, shuffle=True, random_state=4).split(np.arange(13), groups=labels)
+    assert [t.tolist() for _, t, _ in group_kfold(groups, k=2, seed=4)] == [sorted(t.tolist()) for _, t in sk]
 
 
 def test_group_kfold_rejects_bad_input() -> None:

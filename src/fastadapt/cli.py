@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 
 from .algorithms import REGISTRY
+from ._extras import MissingExtraError
 from .data_cli import data as data_group
-from .recsys import RecsysReport, read_ratings, user_categories
+from .recsys import RecsysData, read_ratings, user_categories
 from .recsys import recommend as recommend_items
 from .training import (
     CheckpointError,
@@ -25,6 +27,7 @@ from .training import (
     resolve_config,
     shipped_configs,
 )
+from .training import suites as all_suites
 from .tuning import PRUNERS, SAMPLERS, TuneJob, TuneResult
 from .tuning import tune as run_tune
 
@@ -55,6 +58,14 @@ def algorithms() -> None:
     """List the algorithms."""
     for name, entry in REGISTRY.items():
         click.echo(f"{name:10s} {entry.summary} ({entry.reference})")
+
+
+@main.command()
+def suites() -> None:
+    """List the task suites (shipped and installed through the fastadapt.suites entry points) and their datasets."""
+    for name, suite in sorted(all_suites().items()):
+        about = getattr(suite, "description", "")
+        click.echo(f"{name:12s} datasets: {', '.join(suite.datasets)}" + (f"  ({about})" if about else ""))
 
 
 @main.command()
@@ -131,7 +142,7 @@ def tune(
             trials, sampler, pruner, seed,
         )  # fmt: skip
         result = run_tune(job, workers, grace=grace)
-    except (ConfigError, CheckpointError, TrainingError) as error:
+    except (ConfigError, CheckpointError, TrainingError, MissingExtraError) as error:
         _fail(error)
     if as_json:
         click.echo(json.dumps(result.summary()))
@@ -140,27 +151,22 @@ def tune(
 
 
 def _print_tune(result: TuneResult) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"study {result.study} ({result.direction})")
-    for column in ("trials", "complete", "pruned", "failed", "best value"):
-        table.add_column(column)
     best = "-" if result.best_value is None else f"{result.best_value:.4f}"
-    table.add_row(str(result.n_trials), str(result.n_complete), str(result.n_pruned), str(result.n_failed), best)
-    console = Console()
-    console.print(table)
-    params = Table(title="best parameters")
-    params.add_column("key")
-    params.add_column("value")
-    for key, value in result.best_params.items():
-        params.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    console.print(params)
-    console.print(f"storage: {result.storage}")
+    click.echo(
+        f"study {result.study} ({result.direction}): {result.n_trials} trials, {result.n_complete} complete, "
+        f"{result.n_pruned} pruned, {result.n_failed} failed; best value {best}"
+    )
+    if result.best_params:
+        click.echo("best parameters:")
+        width = max(len(key) for key in result.best_params)
+        for key, value in result.best_params.items():
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            click.echo(f"  {key:{width}s}  {shown}")
+    click.echo(f"storage: {result.storage}")
     if result.best_config:
-        console.print(f"best config: {result.best_config} (fastadapt train {result.best_config})")
+        click.echo(f"best config: {result.best_config} (fastadapt train {result.best_config})")
     for plot in result.plots:
-        console.print(f"plot: {plot}")
+        click.echo(f"plot: {plot}")
 
 
 @main.command()
@@ -181,7 +187,7 @@ def stream(config: str, overrides: tuple[str, ...], run_dir: Path | None, no_pro
         if run_dir is None:
             run_dir = Path("runs") / f"stream-{resolved.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         summary = stream_run(resolved, run_dir, progress=not (no_progress or as_json))
-    except (ConfigError, CheckpointError, TrainingError, FloatingPointError) as error:
+    except (ConfigError, CheckpointError, TrainingError, FloatingPointError, MissingExtraError) as error:
         _fail(error)
     summary["run_dir"] = str(run_dir)
     if as_json:
@@ -198,7 +204,8 @@ def stream(config: str, overrides: tuple[str, ...], run_dir: Path | None, no_pro
         )
     if summary["ended_early"]:
         click.echo("  the stream ended early: it had no unused tasks left (stream.fresh uses every example once)")
-    click.echo(f"run written to {run_dir} (curves: {summary['plot']})")
+    curves = f" (curves: {summary['plot']})" if summary["plot"] else ""
+    click.echo(f"run written to {run_dir}{curves}")
 
 
 @main.command("eval")
@@ -232,7 +239,7 @@ def eval_(
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(result.describe() if isinstance(result, RecsysReport) else _describe(summary))
+        click.echo(result.describe() if hasattr(result, "describe") else _describe(summary))
 
 
 def _describe(s: dict[str, Any]) -> str:
@@ -256,6 +263,7 @@ def _describe(s: dict[str, Any]) -> str:
 def demo(as_json: bool, run_dir: Path, episodes: int) -> None:
     """Meta-train and evaluate MAML on sinusoids and ProtoNet and MAML on digits (embedded data, a few minutes)."""
     results = []
+    start = time.perf_counter()
     for name, overrides in DEMO:
         out = run_dir / name
         if (out / "checkpoints").exists():
@@ -270,8 +278,11 @@ def demo(as_json: bool, run_dir: Path, episodes: int) -> None:
         results.append(result.summary() | {"run_dir": str(out)})
         if not as_json:
             click.echo(_describe(results[-1]))
+    elapsed = time.perf_counter() - start
     if as_json:
         click.echo(json.dumps(results, indent=2))
+    threads = torch.get_num_threads()
+    click.echo(f"demo finished in {elapsed:.0f} s ({threads} torch thread{'s' * (threads != 1)})", err=as_json)
 
 
 @main.command()
@@ -303,9 +314,9 @@ def recommend(
     """Adapt a trained recommender run to a new user's few ratings and print the top unseen items."""
     try:
         experiment, params, _ = load_run(run_dir)
-        if experiment.recsys is None:
+        if not isinstance(experiment.context, RecsysData):
             raise ConfigError(f"{run_dir} is a {experiment.config.data.dataset} run; recommend needs a movielens run")
-        data = experiment.recsys.data
+        data = experiment.context.data
         items, values = read_ratings(ratings, data)
         user = user_categories(data, gender, age, occupation, zip_code)
         test_steps = steps if steps is not None else experiment.config.algorithm.test_steps

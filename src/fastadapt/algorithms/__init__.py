@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from ._batching import STRATEGIES as STRATEGIES
+from ._batching import Strategy as Strategy
 from ._batching import default_strategy as default_strategy
 from ._batching import meta_gradient as meta_gradient
+from ._batching import vmap_hazard as vmap_hazard
+from ._functional import class_means as class_means
 from ._functional import forward as forward
 from ._functional import gradient_descent as gradient_descent
-from ._functional import task_loss as task_loss
-from ._functional import task_metric as task_metric
+from ._functional import module_params as module_params
+from ._functional import native_norms as native_norms
+from ._functional import subset as subset
+from ._heads import HeadSpec as HeadSpec
+from ._heads import HeadSplit as HeadSplit
+from ._losses import LOSSES as LOSSES
+from ._losses import METRICS as METRICS
+from ._losses import Metric as Metric
+from ._losses import accuracy as accuracy
+from ._losses import resolve_loss as resolve_loss
+from ._losses import resolve_metric as resolve_metric
 from ._protocol import Algorithm as Algorithm
 from ._protocol import query_objective as query_objective
 from ._registry import REGISTRY as REGISTRY

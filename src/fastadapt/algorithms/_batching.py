@@ -6,28 +6,53 @@
 
 Which is fastest depends on the model and the device and is measured by
 ``benchmarks/meta_throughput.py``; :func:`default_strategy` holds its verdicts.
+
+``vmap`` and ``chunked`` are refused for an algorithm that differentiates twice through torch's native
+batch, instance or layer norm kernels (``NATIVE_NORMS``): on torch 2.13, ``torch.func.grad`` under ``vmap``
+through them gives wrong second-order gradients (off by 5e-4 to 3e-2 in float64 for a one-step MAML; first order
+is right). ``fastadapt.models.BatchNorm`` computes the
+same function from primitive ops under ``torch.func`` and is safe with every strategy.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..tasks import TaskBatch
 from ..typing import Params
+from ._functional import native_norms
 from ._protocol import Algorithm
 
-STRATEGIES = ("loop", "vmap", "chunked")
+Strategy = Literal["loop", "vmap", "chunked"]
+STRATEGIES: tuple[Strategy, ...] = ("loop", "vmap", "chunked")
 
 
-def default_strategy(model: nn.Module, device: torch.device | str) -> str:
+def vmap_hazard(algorithm: Algorithm) -> str | None:
+    """Why ``vmap`` must not batch ``algorithm``'s meta-gradient, or ``None`` when it may."""
+    module = getattr(algorithm, "second_order", None)
+    norms = native_norms(module) if isinstance(module, nn.Module) else []
+    if not norms:
+        return None
+    return (
+        f"{getattr(algorithm, 'name', type(algorithm).__name__)} differentiates twice through torch's native "
+        f"normalisation ({', '.join(norms[:3])}), where torch.func.vmap gives wrong second-order gradients; use "
+        "training.strategy=loop, algorithm.first_order=true, or fastadapt.models.BatchNorm in the model"
+    )
+
+
+def default_strategy(model: nn.Module, device: torch.device | str, algorithm: Algorithm | None = None) -> str:
     """The fastest strategy measured by ``benchmarks/meta_throughput.py`` for this kind of model.
 
     On a 2-core CPU the per-task loop wins for convolutional networks (vmap's batched activations
-    overflow the caches); vmap wins for MLPs; on GPUs vmap fills the device.
+    overflow the caches); vmap wins for MLPs; on GPUs vmap fills the device. ``loop`` wherever
+    :func:`vmap_hazard` says vmap would be wrong for ``algorithm``.
     """
+    if algorithm is not None and vmap_hazard(algorithm) is not None:
+        return "loop"
     if torch.device(device).type != "cpu":
         return "vmap"
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
@@ -56,6 +81,9 @@ def meta_gradient(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown batching strategy {strategy!r}; choose one of {STRATEGIES}")
+    hazard = vmap_hazard(algorithm) if strategy != "loop" else None
+    if hazard is not None:
+        raise ValueError(f"strategy {strategy!r} refused: {hazard}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     divisor = float(len(batch) if scale is None else scale)
@@ -77,7 +105,8 @@ def meta_gradient(
             stats.append(task_stats.unsqueeze(0))
     else:
         size = len(batch) if strategy == "vmap" else chunk_size
-        batched = torch.func.vmap(partial(algorithm.objective, params))
+        # randomness="different": a user model's dropout draws its own mask for each task, as in the loop.
+        batched = torch.func.vmap(partial(algorithm.objective, params), randomness="different")
         for chunk in batch.chunks(size):
             objectives, chunk_stats = batched(*chunk.tensors())  # (t,), (t, 2)
             accumulate(objectives.sum())

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..typing import Params
-from ._functional import task_loss, task_metric
+from ..typing import LossFn, Params
+from ._losses import Metric
 
 
 class Algorithm(Protocol):
@@ -24,8 +24,22 @@ class Algorithm(Protocol):
     def name(self) -> str: ...
 
     @property
-    def task_type(self) -> str:
-        """ "classification" or "regression"."""
+    def loss(self) -> LossFn:
+        """The task loss ``(outputs, targets) -> scalar`` of the inner and the outer loop."""
+        ...
+
+    @property
+    def metric(self) -> Metric:
+        """What evaluation reports (accuracy, MSE, ...) and in which direction it improves."""
+        ...
+
+    @property
+    def second_order(self) -> nn.Module | None:
+        """The module whose forward the meta-gradient differentiates twice (``None``: first order only).
+
+        The batching strategies check it: ``vmap`` gives wrong second-order gradients through torch's native
+        normalisation kernels (see ``_batching.py``).
+        """
         ...
 
     def init_params(self) -> Params:
@@ -52,5 +66,5 @@ def query_objective(
 ) -> tuple[Tensor, Tensor]:
     """The usual meta-objective: the query loss of the adapted model."""
     outputs = algorithm.predict(params, algorithm.adapt(params, support_x, support_y), query_x)
-    loss = task_loss(algorithm.task_type, outputs, query_y)
-    return loss, torch.stack([loss.detach(), task_metric(algorithm.task_type, outputs, query_y)])
+    loss = algorithm.loss(outputs, query_y)
+    return loss, torch.stack([loss.detach(), algorithm.metric(outputs, query_y).to(loss.dtype)])

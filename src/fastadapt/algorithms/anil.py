@@ -2,57 +2,76 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import check_task_type, forward, gradient_descent, module_params, subset, task_loss
+from ._functional import forward, gradient_descent, module_params
+from ._heads import HeadSpec, HeadSplit
+from ._losses import resolve_objective
 from ._protocol import query_objective
 
 
 @dataclass(frozen=True, eq=False)
 class ANIL:
-    """MAML on the head alone. The body does not change in the inner loop, so its features are computed
-    once per example and reused by every inner step: an inner step costs a head forward and backward.
+    """MAML on the head alone.
 
-    The model must have ``body`` and ``head`` sub-modules (every fastadapt model has).
+    When the head is one sub-module, the body does not change in the inner loop, so its features are computed
+    once per example and reused by every inner step: an inner step costs a head forward and backward. When the
+    head is a list of parameter prefixes, each inner step runs the whole model with the body fixed.
     The adaptation state is the adapted head; ``predict`` runs the meta-learned body.
+
+    Args:
+        model: any ``nn.Module``.
+        head: the sub-module that adapts (``"classifier"``), or a list of parameter-name prefixes.
+        loss, metric, inner_lr, inner_steps, first_order: as for :class:`~fastadapt.algorithms.MAML`.
     """
 
     model: nn.Module
-    task_type: str = "classification"
+    loss: Any = "cross_entropy"  # LossFn | str; a callable once built
+    metric: Any = None  # Metric | str | None; a Metric once built
     inner_lr: float = 0.4
     inner_steps: int = 1
     first_order: bool = False
+    head: HeadSpec = "head"
     name: str = "anil"
+    split: HeadSplit = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        check_task_type(self.task_type)
-        for part in ("body", "head"):
-            if not isinstance(getattr(self.model, part, None), nn.Module):
-                raise ValueError(f"ANIL needs a model with a '{part}' sub-module; {type(self.model).__name__} has none")
+        resolve_objective(self)
+        object.__setattr__(self, "split", HeadSplit(self.model, self.head))
+
+    @property
+    def second_order(self) -> nn.Module | None:
+        if self.first_order:
+            return None
+        return self.split.module or self.model
 
     def init_params(self) -> Params:
         return module_params(self.model)
 
-    def _part(self, name: str) -> nn.Module:
-        return self.model.get_submodule(name)
+    def _head_outputs(self, params: Params, head: Params, x: Tensor | None, features: Tensor | None) -> Tensor:
+        if features is not None:
+            return self.split.apply_head(head, features)
+        return forward(self.model, self.split.body_params(params) | self.split.full_head(head), x)  # type: ignore[arg-type]
 
-    def _features(self, params: Params, x: Tensor) -> Tensor:
-        return forward(self._part("body"), subset(params, "body"), x)  # (n, feature_dim)
+    def _features(self, params: Params, x: Tensor) -> Tensor | None:
+        """The body's features (once, not once per step), or ``None`` when the head is not one sub-module."""
+        return self.split.features(self.split.body_params(params), x) if self.split.module is not None else None
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
-        features = self._features(params, support_x)  # once, not once per step
+        features = self._features(params, support_x)
 
         def support_loss(head: Params) -> Tensor:
-            return task_loss(self.task_type, forward(self._part("head"), head, features), support_y)
+            return self.loss(self._head_outputs(params, head, support_x, features), support_y)
 
         n = self.inner_steps if steps is None else steps
-        return gradient_descent(support_loss, subset(params, "head"), self.inner_lr, n, self.first_order)
+        return gradient_descent(support_loss, self.split.head_params(params), self.inner_lr, n, self.first_order)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
-        return forward(self._part("head"), state, self._features(params, x))
+        return self._head_outputs(params, state, x, self._features(params, x))
 
     def objective(
         self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor

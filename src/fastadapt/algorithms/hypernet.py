@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,16 +18,9 @@ from torch import Tensor, nn
 
 from ..models import MLP
 from ..typing import Params
-from ._functional import (
-    check_task_type,
-    class_means,
-    fine_tune,
-    forward,
-    gradient_descent,
-    module_params,
-    subset,
-    task_loss,
-)
+from ._functional import class_means, fine_tune, forward, gradient_descent, module_params
+from ._heads import HeadSplit
+from ._losses import resolve_objective
 from ._protocol import query_objective
 
 
@@ -55,8 +49,9 @@ class HyperNet:
     class's row of the ``head``: ``w_j = 2 c_j + dw_j``, ``b_j = -|c_j|^2 + db_j``. The generator's output
     layer starts at zero, so an untrained generator is the nearest-class-mean classifier
     (ProtoNet's logits up to a per-query constant); it learns corrections that depend on the whole task.
-    Meta-parameters: ``body.*`` and ``generator.*``. The state is the head ``{"weight": (N, D), "bias": (N,)}``;
-    refinement steps adapt only the head, on body features computed once (as ANIL).
+    Meta-parameters: the body's (every model parameter outside ``head``) and ``generator.*``. The state is the
+    head ``{"weight": (N, D), "bias": (N,)}``; refinement steps adapt only the head, on body features computed
+    once (as ANIL).
 
     Regression: a set encoder embeds each support pair ``[x, y]`` and mean-pools them, ``r`` ``(task_dim,)``
     (an empty support set gives ``r = 0``); the generator maps ``r`` to every weight of the model, flattened.
@@ -66,8 +61,11 @@ class HyperNet:
     model, and refinement steps adapt all of it (as MAML).
 
     Args:
-        model: the target network (with ``body`` and a linear ``head`` for classification).
-        ways: N for classification (a static size, so that it vmaps); ignored for regression.
+        model: the target network: any ``nn.Module`` whose ``head`` is a linear layer for classification, an
+            :class:`~fastadapt.models.MLP` for regression.
+        ways: N for classification (a static size, so that it vmaps); ``None`` generates every weight (regression).
+        head: classification: the linear sub-module that is generated.
+        loss, metric: default cross-entropy / accuracy with ``ways``, MSE without.
         inner_lr, inner_steps: the refinement steps (0: pure amortised adaptation).
         first_order: refinement steps without second-order terms.
         task_dim: width of the regression set encoder's task representation.
@@ -75,8 +73,10 @@ class HyperNet:
     """
 
     model: nn.Module
-    task_type: str = "classification"
     ways: int | None = None
+    loss: Any = None  # LossFn | str | None; a callable once built
+    metric: Any = None  # Metric | str | None; a Metric once built
+    head: str = "head"
     inner_lr: float = 0.1
     inner_steps: int = 0
     first_order: bool = False
@@ -86,9 +86,24 @@ class HyperNet:
     _encoder: nn.Module = field(init=False, repr=False)
     _generator: nn.Module = field(init=False, repr=False)
     _shapes: dict[str, torch.Size] = field(init=False, repr=False)
+    _split: HeadSplit | None = field(init=False, repr=False)
+
+    @property
+    def classifies(self) -> bool:
+        """Whether it generates a per-class head (``ways`` given) rather than every weight."""
+        return self.ways is not None
+
+    @property
+    def second_order(self) -> nn.Module | None:
+        if self.first_order or self.inner_steps == 0:
+            return None
+        return self._split.module if self._split is not None else self.model
 
     def __post_init__(self) -> None:
-        check_task_type(self.task_type)
+        if self.loss is None:
+            object.__setattr__(self, "loss", "cross_entropy" if self.classifies else "mse")
+        resolve_objective(self)
+        object.__setattr__(self, "_split", None)
         if self.inner_steps < 0:
             raise ValueError(f"inner_steps must be >= 0 (0: amortised adaptation only), got {self.inner_steps}")
         width = self.generator_width
@@ -96,16 +111,17 @@ class HyperNet:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         dtype = next(self.model.parameters()).dtype
-        if self.task_type == "classification":
-            if self.ways is None or self.ways < 2:
+        if self.ways is not None:
+            if self.ways < 2:
                 raise ValueError(f"a classifying HyperNet needs ways >= 2 (the N of N-way), got {self.ways}")
-            head = getattr(self.model, "head", None)
-            if not isinstance(getattr(self.model, "body", None), nn.Module) or not isinstance(head, nn.Linear):
+            split = HeadSplit(self.model, self.head)
+            if not isinstance(split.module, nn.Linear):
                 raise ValueError(
-                    f"a classifying HyperNet needs a model with a 'body' and a linear 'head'; "
-                    f"{type(self.model).__name__} has not"
+                    f"a classifying HyperNet generates a linear head, but algorithm.head={self.head!r} of "
+                    f"{type(self.model).__name__} is {type(split.module).__name__}; name an nn.Linear sub-module"
                 )
-            dim = head.in_features
+            object.__setattr__(self, "_split", split)
+            dim = split.module.in_features
             object.__setattr__(self, "_generator", _generator(2 * dim, width, dim + 1).to(dtype))
             object.__setattr__(self, "_encoder", nn.Identity())
             object.__setattr__(self, "_shapes", {})
@@ -131,13 +147,14 @@ class HyperNet:
 
     def init_params(self) -> Params:
         generator = module_params(self._generator, "generator")
-        if self.task_type == "classification":
-            return module_params(self.model.get_submodule("body"), "body") | generator
+        if self._split is not None:
+            return self._split.body_params(module_params(self.model)) | generator
         return module_params(self._encoder, "encoder") | generator
 
     # -- the task representation and the generated weights ------------------------------------
     def _features(self, params: Params, x: Tensor) -> Tensor:
-        return forward(self.model.get_submodule("body"), subset(params, "body"), x)  # (n, D)
+        assert self._split is not None
+        return self._split.features(self._split.body_params(params), x).flatten(1)  # (n, D)
 
     def _head(self, params: Params, features: Tensor, support_y: Tensor) -> Params:
         """The head from support features ``(n, D)`` and class ids ``(n,)``: weight ``(N, D)``, bias ``(N,)``."""
@@ -164,7 +181,7 @@ class HyperNet:
             Classification: the head, ``{"weight": (N, D), "bias": (N,)}``. Regression: every parameter of the
             model, shaped as in ``model.named_parameters()``.
         """
-        if self.task_type == "classification":
+        if self.classifies:
             return self._head(params, self._features(params, support_x), support_y)
         flat = _two_layers(params, "generator", self.represent(params, support_x, support_y))  # (P,)
         pieces = torch.split(flat, [math.prod(s) for s in self._shapes.values()])
@@ -173,24 +190,23 @@ class HyperNet:
     # -- the protocol --------------------------------------------------------------------------
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         n = self.inner_steps if steps is None else steps
-        if self.task_type == "regression":
+        if not self.classifies:
             generated = self.generate(params, support_x, support_y)
-            return fine_tune(
-                self.model, self.task_type, generated, support_x, support_y, self.inner_lr, n, self.first_order
-            )
+            return fine_tune(self.model, self.loss, generated, support_x, support_y, self.inner_lr, n, self.first_order)
         features = self._features(params, support_x)  # once, for the generator and every refinement step
-        head = self.model.get_submodule("head")
+        assert self._split is not None
+        split = self._split
 
         def head_loss(p: Params) -> Tensor:
-            return task_loss(self.task_type, forward(head, p, features), support_y)
+            return self.loss(split.apply_head(p, features), support_y)
 
         return gradient_descent(head_loss, self._head(params, features, support_y), self.inner_lr, n, self.first_order)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         """``(n, N)`` logits or ``(n, d)`` values for ``x`` ``(n, *x_shape)`` with the generated (refined) weights."""
-        if self.task_type == "regression":
+        if self._split is None:
             return forward(self.model, state, x)
-        return forward(self.model.get_submodule("head"), state, self._features(params, x))
+        return self._split.apply_head(state, self._features(params, x))
 
     def objective(
         self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import check_task_type, fine_tune, forward, module_params
+from ._functional import fine_tune, forward, module_params
+from ._losses import resolve_objective
 from ._protocol import query_objective
 
 
@@ -16,29 +18,35 @@ class MAML:
     """Adapts all parameters by ``inner_steps`` of SGD on the support loss.
 
     Args:
-        model: the network (parameters are taken from it once, by :meth:`init_params`).
-        task_type: "classification" or "regression".
+        model: the network, any ``nn.Module`` (parameters are taken from it once, by :meth:`init_params`).
+        loss: the task loss, a name in ``fastadapt.algorithms.LOSSES`` or ``(outputs, targets) -> scalar``.
+        metric: what evaluation reports (default: accuracy for cross-entropy, the loss itself otherwise).
         inner_lr: inner-loop step size (0.4 for Omniglot 5-way, 0.01 for sinusoid in the paper).
         inner_steps: inner steps during meta-training.
         first_order: FOMAML: no gradient through the inner gradients.
     """
 
     model: nn.Module
-    task_type: str = "classification"
+    loss: Any = "cross_entropy"  # LossFn | str; a callable once built
+    metric: Any = None  # Metric | str | None; a Metric once built
     inner_lr: float = 0.4
     inner_steps: int = 1
     first_order: bool = False
     name: str = "maml"
 
     def __post_init__(self) -> None:
-        check_task_type(self.task_type)
+        resolve_objective(self)
+
+    @property
+    def second_order(self) -> nn.Module | None:
+        return None if self.first_order else self.model
 
     def init_params(self) -> Params:
         return module_params(self.model)
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         n = self.inner_steps if steps is None else steps
-        return fine_tune(self.model, self.task_type, params, support_x, support_y, self.inner_lr, n, self.first_order)
+        return fine_tune(self.model, self.loss, params, support_x, support_y, self.inner_lr, n, self.first_order)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         return forward(self.model, state, x)

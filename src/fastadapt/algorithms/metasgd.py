@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import check_task_type, fine_tune, forward, module_params, subset
+from ._functional import fine_tune, forward, module_params, subset
+from ._losses import resolve_objective
 from ._protocol import query_objective
 
 LR_PREFIX = "inner_lr"
@@ -34,18 +35,24 @@ class MetaSGD:
     parameter. Meta-parameters: the model's parameters and ``inner_lr.<name>`` for each of them.
 
     Args:
+        loss, metric: as for :class:`~fastadapt.algorithms.MAML`.
         inner_lr: the initial value of every learned learning rate.
     """
 
     model: nn.Module
-    task_type: str = "classification"
+    loss: Any = "cross_entropy"  # LossFn | str; a callable once built
+    metric: Any = None  # Metric | str | None; a Metric once built
     inner_lr: float = 0.4
     inner_steps: int = 1
     first_order: bool = False
     name: str = "metasgd"
 
     def __post_init__(self) -> None:
-        check_task_type(self.task_type)
+        resolve_objective(self)
+
+    @property
+    def second_order(self) -> nn.Module | None:
+        return None if self.first_order else self.model
 
     def init_params(self) -> Params:
         weights = module_params(self.model)
@@ -59,9 +66,7 @@ class MetaSGD:
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         n = self.inner_steps if steps is None else steps
         rates = subset(params, LR_PREFIX)
-        return fine_tune(
-            self.model, self.task_type, self.weights(params), support_x, support_y, rates, n, self.first_order
-        )
+        return fine_tune(self.model, self.loss, self.weights(params), support_x, support_y, rates, n, self.first_order)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         return forward(self.model, state, x)

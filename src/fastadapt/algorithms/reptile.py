@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import check_task_type, fine_tune, forward, module_params, task_loss, task_metric
+from ._functional import fine_tune, forward, module_params
+from ._losses import resolve_objective
 
 
 @dataclass(frozen=True, eq=False)
@@ -23,20 +25,24 @@ class Reptile:
     """
 
     model: nn.Module
-    task_type: str = "classification"
+    loss: Any = "cross_entropy"  # LossFn | str; a callable once built
+    metric: Any = None  # Metric | str | None; a Metric once built
     inner_lr: float = 0.001
     inner_steps: int = 5
     name: str = "reptile"
 
+    #: Reptile never differentiates through its inner steps.
+    second_order = None
+
     def __post_init__(self) -> None:
-        check_task_type(self.task_type)
+        resolve_objective(self)
 
     def init_params(self) -> Params:
         return module_params(self.model)
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         n = self.inner_steps if steps is None else steps
-        return fine_tune(self.model, self.task_type, params, support_x, support_y, self.inner_lr, n, True)
+        return fine_tune(self.model, self.loss, params, support_x, support_y, self.inner_lr, n, True)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         return forward(self.model, state, x)
@@ -48,5 +54,5 @@ class Reptile:
         pull = sum(0.5 * ((params[k] - phi[k]) ** 2).sum() for k in params)
         with torch.no_grad():
             outputs = forward(self.model, phi, query_x)
-            loss = task_loss(self.task_type, outputs, query_y)
-        return torch.as_tensor(pull), torch.stack([loss, task_metric(self.task_type, outputs, query_y)])
+            loss = self.loss(outputs, query_y)
+        return torch.as_tensor(pull), torch.stack([loss, self.metric(outputs, query_y).to(loss.dtype)])

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from .._extras import require
 from ..tasks import ClassSplit, LabelledPool
 from ._registry import DataError
 
@@ -34,6 +34,9 @@ def _size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
 
 def _read_images(paths: Sequence[Path], image_size: int | tuple[int, int] | None, mode: str) -> torch.Tensor:
     """Images as ``(n, C, H, W)`` float32 in [0, 1]; resized (Lanczos) to ``image_size`` ``(H, W)`` if given."""
+    require("PIL", "images", "reading image files")
+    from PIL import Image
+
     size = _size(image_size)
     arrays: list[np.ndarray] = []
     for path in paths:

@@ -29,29 +29,27 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from .._extras import require
 from ..tasks import ClassSplit, LabelledPool
 from ._download import _atomic, _checksums, content_digest, ensure_dataset
 from ._registry import REGISTRY, DataError, data_home
 
 Resample = Literal["lanczos", "bilinear", "nearest"]
-_FILTERS = {
-    "lanczos": Image.Resampling.LANCZOS,
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-}
+_FILTERS = ("lanczos", "bilinear", "nearest")  # names of Pillow's ``Image.Resampling`` members, lower-cased
 #: Bump when the preprocessing changes, so that stale caches are not reused.
 _PREPROCESSING_VERSION = 1
 
 
 def _decode(data: bytes, image_size: int, resample: Resample) -> np.ndarray:
     """One PNG -> ``(image_size, image_size)`` uint8 with strokes 255 and background 0."""
+    from PIL import Image  # checked by omniglot_pool (the images extra)
+
     with Image.open(io.BytesIO(data)) as image:
-        grey = image.convert("L").resize((image_size, image_size), _FILTERS[resample])
+        grey = image.convert("L").resize((image_size, image_size), Image.Resampling[resample.upper()])
     return 255 - np.asarray(grey, dtype=np.uint8)
 
 
@@ -135,6 +133,7 @@ def omniglot_pool(
         cached = cached / f"{_cache_key(paths, image_size, resample)}.safetensors"
         if (pool := _load_cached(cached)) is not None:
             return pool
+    require("PIL", "images", "decoding Omniglot's PNGs")
     pngs = sorted(png for p in paths for png in _read_pngs(p))
     class_names = tuple(sorted({c for c, _, _ in pngs}))
     if len({(c, f) for c, f, _ in pngs}) < len(pngs):

@@ -12,7 +12,9 @@ from ._episodic import EvalResult as EvalResult
 from ._episodic import Method as Method
 from ._episodic import compare_on_episodes as compare_on_episodes
 from ._episodic import evaluate as evaluate
+from ._episodic import placement as placement
 from ._episodic import score_task as score_task
+from ._episodic import to_placement as to_placement
 from ._kfold import class_kfold as class_kfold
 from ._kfold import group_kfold as group_kfold
 from ._ranking import mae as mae

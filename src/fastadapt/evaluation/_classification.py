@@ -12,8 +12,10 @@ the confusion matrix (rows = true class, columns = predicted class):
 - the macro averages are the unweighted means over the classes that occur in ``y_true`` or ``y_pred``; a class
   id that occurs in neither has no defined score and is left out (it is still listed per class, with zeros).
 
-This is scikit-learn's ``precision_recall_fscore_support(y_true, y_pred, zero_division=0)`` (per class with
-``average=None``, macro with ``average="macro"``), computed from one confusion matrix without scikit-learn.
+The counts come from :func:`sklearn.metrics.confusion_matrix` and the per-class scores from
+:func:`sklearn.metrics.precision_recall_fscore_support` (``labels=range(C)``, ``average=None``,
+``zero_division=0``); the macro means over the present classes equal that function's ``average="macro"``
+without ``labels``. The plot needs matplotlib (the ``plots`` extra), imported only when a plot is drawn.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from .._extras import require
 
 #: Above this many classes the plot draws no per-cell numbers and no per-class tick labels.
 _MAX_ANNOTATED_CLASSES = 30
@@ -66,12 +70,14 @@ def confusion_matrix(
     Returns:
         ``(C, C)`` int64 matrix; entry ``[i, j]`` counts examples of true class ``i`` predicted as ``j``.
     """
+    from sklearn import metrics  # on use: importing sklearn.metrics takes ~1.5 s
+
     t, p, c = _labels(y_true, y_pred, n_classes)
-    return np.bincount(t * c + p, minlength=c * c).reshape(c, c)
+    return metrics.confusion_matrix(t, p, labels=np.arange(c)).astype(np.int64)
 
 
 def _ratio(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """``num / den`` with 0 where ``den`` is 0 (the zero-division convention above)."""
+    """``num / den`` with 0 where ``den`` is 0 (rows of the plot with no examples)."""
     out = np.zeros_like(num)
     np.divide(num, den, out=out, where=den > 0)
     return out
@@ -91,26 +97,26 @@ def classification_report(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, n_classe
         ``C`` indexed by class id; ``"n_samples"``, ``"n_classes"`` (``C``) and ``"n_classes_averaged"``
         (the classes that occur in ``y_true`` or ``y_pred``, over which the macro means are taken).
     """
-    matrix = confusion_matrix(y_true, y_pred, n_classes).astype(np.float64)
-    tp = np.diag(matrix)
-    support = matrix.sum(axis=1)  # (C,) true examples per class
-    predicted = matrix.sum(axis=0)  # (C,) predictions per class
-    precision = _ratio(tp, predicted)
-    recall = _ratio(tp, support)
-    f1 = _ratio(2 * tp, support + predicted)
-    present = (support + predicted) > 0
-    n_samples = int(support.sum())
+    from sklearn import metrics
+
+    t, p, c = _labels(y_true, y_pred, n_classes)
+    labels = np.arange(c)
+    matrix = metrics.confusion_matrix(t, p, labels=labels)  # (C, C)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        t, p, labels=labels, average=None, zero_division=0
+    )
+    present = (matrix.sum(axis=1) + matrix.sum(axis=0)) > 0  # (C,) true or predicted at least once
     return {
-        "accuracy": float(tp.sum() / n_samples),
+        "accuracy": float(np.trace(matrix) / len(t)),
         "macro_precision": float(precision[present].mean()),
         "macro_recall": float(recall[present].mean()),
         "macro_f1": float(f1[present].mean()),
-        "precision": precision.tolist(),
-        "recall": recall.tolist(),
-        "f1": f1.tolist(),
+        "precision": precision.astype(np.float64).tolist(),
+        "recall": recall.astype(np.float64).tolist(),
+        "f1": f1.astype(np.float64).tolist(),
         "support": support.astype(np.int64).tolist(),
-        "n_samples": n_samples,
-        "n_classes": len(tp),
+        "n_samples": len(t),
+        "n_classes": c,
         "n_classes_averaged": int(present.sum()),
     }
 
@@ -124,9 +130,10 @@ def plot_confusion_matrix(
 ) -> Path:
     """Writes a confusion matrix as a PNG heat map (rows = true class, columns = predicted class).
 
-    Uses matplotlib's ``Figure`` with the Agg canvas directly, so neither importing this module nor calling
-    it touches pyplot or the global backend. Up to 30 classes every cell shows its value and every tick its
-    class name; above that (e.g. CLINC150's 150 intents) only the colours and sparse tick numbers are drawn.
+    Uses matplotlib's ``Figure`` with the Agg canvas directly, so calling it touches neither pyplot nor the
+    global backend; matplotlib is imported here, not with the module, as it is an optional extra. Up to 30
+    classes every cell shows its value and every tick its class name; above that (e.g. CLINC150's 150 intents)
+    only the colours and sparse tick numbers are drawn.
 
     Args:
         matrix: ``(C, C)`` non-negative counts, e.g. from :func:`confusion_matrix`.
@@ -138,7 +145,11 @@ def plot_confusion_matrix(
 
     Returns:
         The path written.
+
+    Raises:
+        ImportError: matplotlib is not installed (a ``MissingExtraError`` naming ``fastadapt[plots]``).
     """
+    require("matplotlib", "plots", "plotting")  # raises, naming the extra, before any plotting import fails
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

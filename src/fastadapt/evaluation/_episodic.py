@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..algorithms import Algorithm, task_metric
+from ..algorithms import Algorithm, accuracy
 from ..tasks import Task, TaskSource
 from ..typing import Params
 from ._stats import mean_ci95
@@ -47,12 +47,29 @@ class EvalResult:
         return out
 
 
+def placement(params: Params) -> tuple[torch.device, torch.dtype]:
+    """The device and floating-point type of a parameter dict (its first floating-point tensor's)."""
+    for value in params.values():
+        if value.is_floating_point():
+            return value.device, value.dtype
+    raise ValueError("the parameters hold no floating-point tensor")
+
+
+def to_placement(tensor: Tensor, params: Params) -> Tensor:
+    """``tensor`` on the parameters' device; cast to their floating-point type when it is floating point (class
+    ids, indices and masks keep theirs), as :meth:`Task.to <fastadapt.tasks.Task.to>` casts a task."""
+    device, dtype = placement(params)
+    return tensor.to(device, dtype if tensor.is_floating_point() else tensor.dtype)
+
+
 def score_task(algorithm: Algorithm, params: Params, task: Task, steps: int | None = None) -> float:
-    """The query metric (accuracy or MSE) of ``algorithm`` adapted to ``task``'s support set with ``steps``."""
+    """The query metric (``algorithm.metric``) of ``algorithm`` adapted to ``task``'s support set with ``steps``;
+    the task is moved to the parameters' device and floating-point type first."""
+    task = task.to(*placement(params))
     with torch.no_grad():  # inner steps take their gradients inside; no second-order graph is kept
         state = algorithm.adapt(params, task.support_x, task.support_y, steps=steps)
         outputs = algorithm.predict(params, state, task.query_x)
-    return float(task_metric(algorithm.task_type, outputs, task.query_y))
+    return float(algorithm.metric(outputs, task.query_y))
 
 
 def evaluate(
@@ -93,7 +110,7 @@ def evaluate(
         episodes=episodes,
         seed=seed,
         steps=steps if steps is not None else getattr(algorithm, "inner_steps", None),
-        metric="mse" if algorithm.task_type == "regression" else "accuracy",
+        metric=algorithm.metric.name,
         mean=mean,
         ci95=ci,
         mean_before_adaptation=before[0],
@@ -126,5 +143,5 @@ def compare_on_episodes(
                 raise ValueError(
                     f"method {name!r} returned {outputs.shape[0]} rows for {len(task.query_y)} query examples"
                 )
-            scores[name].append(float(task_metric("classification", outputs, task.query_y)))
+            scores[name].append(float(accuracy(outputs, task.query_y.to(outputs.device))))
     return {name: np.asarray(values) for name, values in scores.items()}

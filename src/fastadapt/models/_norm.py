@@ -13,11 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _under_functorch() -> bool:
-    # A tensor seen inside ``grad`` inside ``vmap`` is a grad wrapper around a batched tensor, so
-    # testing the tensor is not enough: ask whether any torch.func transform is active.
-    return torch._C._functorch.peek_interpreter_stack() is not None
+from .._torch import under_functorch
 
 
 def primitive_batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
@@ -43,6 +39,6 @@ class BatchNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        if _under_functorch():
+        if under_functorch():
             return primitive_batch_norm(x, self.weight, self.bias, self.eps)
         return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)

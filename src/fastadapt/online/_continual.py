@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..algorithms import Algorithm, gradient_descent, task_loss
-from ..algorithms._functional import subset
-from ..evaluation import mean_ci95
+from ..algorithms import Algorithm, gradient_descent, subset
+from ..evaluation import mean_ci95, to_placement
 from ..tasks import Task
 from ..typing import Params
 
@@ -77,7 +76,7 @@ def zero_step_state(algorithm: Algorithm, params: Params, x: Tensor, y: Tensor) 
 def _empty_targets(algorithm: Algorithm, x: Tensor) -> Tensor:
     """Stand-in targets ``(0,)`` or ``(0, 1)`` for a zero-step adaptation before any target was seen; zero
     steps on an empty support set take no gradient, so the targets' values are never read."""
-    if algorithm.task_type == "classification":
+    if _classifies(algorithm):
         return torch.zeros(0, dtype=torch.long, device=x.device)
     dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
     return torch.zeros(0, 1, dtype=dtype, device=x.device)
@@ -99,6 +98,9 @@ class ContinualUser:
         lr: step size, or one tensor per state entry (default: ``algorithm.inner_lr``; for Meta-SGD its
             learned rates ``inner_lr.*``).
         window: keep only this many most recent examples in the history (default: all).
+
+    Inputs and targets are moved to the parameters' device and floating-point type (class ids stay integers);
+    the history, the state and the outputs of :meth:`predict` stay there.
     """
 
     def __init__(
@@ -119,7 +121,9 @@ class ContinualUser:
         self.algorithm = algorithm
         self.params = {k: v.detach() for k, v in params.items()}
         self.steps: int = steps
-        self.lr: float | Params = {k: v.detach() for k, v in lr.items()} if isinstance(lr, dict) else lr
+        self.lr: float | Params = (
+            {k: to_placement(v.detach(), self.params) for k, v in lr.items()} if isinstance(lr, dict) else lr
+        )
         self.window = window
         self._state: Params | None = None
         self._x: Tensor | None = None  # (n_history, *x_shape)
@@ -175,9 +179,9 @@ class ContinualUser:
         _check_examples(x, y)
         if x.shape[0] == 0:
             raise ValueError("observe got no examples; pass x of shape (n, ...) with n >= 1")
+        x, y = to_placement(x.detach(), self.params), to_placement(y.detach(), self.params)
         state = self._start(x, y)
         new_examples = x.shape[0]
-        x, y = x.detach(), y.detach()
         if self._x is not None and self._y is not None:
             if self._y.shape[1:] != y.shape[1:]:
                 raise ValueError(
@@ -192,16 +196,18 @@ class ContinualUser:
         algorithm, params = self.algorithm, self.params
 
         def history_loss(s: Params) -> Tensor:
-            return task_loss(algorithm.task_type, algorithm.predict(params, s, x), y)
+            return algorithm.loss(algorithm.predict(params, s, x), y)
 
         with torch.no_grad():  # first-order steps on a detached state: nothing to differentiate through later
             new = gradient_descent(history_loss, state, self.lr, self.steps, first_order=True)
         self._state = {k: v.detach() for k, v in new.items()}
 
     def predict(self, x: Tensor) -> Tensor:
-        """Outputs ``(n, N)`` logits or ``(n, d)`` regression values for ``x`` ``(n, *x_shape)``, no gradient."""
+        """Outputs ``(n, N)`` logits or ``(n, d)`` regression values for ``x`` ``(n, *x_shape)``, no gradient, on
+        the parameters' device."""
         if x.ndim == 0:
             raise ValueError("x needs a leading example dimension: pass x of shape (n, ...)")
+        x = to_placement(x, self.params)
         state = self._start(x, None)
         with torch.no_grad():
             return self.algorithm.predict(self.params, state, x)
@@ -219,9 +225,14 @@ def _default_lr(algorithm: Algorithm, params: Params) -> float | Params:
     return float(lr)
 
 
-def _scores(task_type: str, outputs: Tensor, y: Tensor) -> np.ndarray:
+def _classifies(algorithm: Algorithm) -> bool:
+    """Whether the algorithm's outputs are class logits (its metric is accuracy)."""
+    return algorithm.metric.name == "accuracy"
+
+
+def _scores(classifies: bool, outputs: Tensor, y: Tensor) -> np.ndarray:
     """Per example: absolute error (mean over output dimensions) or 0/1 correctness, ``(n,)``."""
-    if task_type == "classification":
+    if classifies:
         hits = outputs.argmax(-1) == y
         return hits.to(torch.float64).cpu().numpy()
     errors = (outputs - y).abs().reshape(len(y), -1).mean(1)
@@ -246,7 +257,8 @@ def prequential(
     - ``"frozen"``: the meta-parameters adapted with 0 steps, never updated.
 
     Args:
-        x: ``(n, *x_shape)`` inputs in time order; y: ``(n, *y_shape)`` targets.
+        x: ``(n, *x_shape)`` inputs in time order; y: ``(n, *y_shape)`` targets (moved to the parameters' device
+            and floating-point type).
         steps, lr, window: the continual learner's options (see :class:`ContinualUser`).
         readapt_steps: the re-adaptation's inner steps (default: the algorithm's ``inner_steps``, the
             number it was meta-trained with).
@@ -265,7 +277,7 @@ def prequential(
     if n == 0:
         raise ValueError("prequential needs at least one example; pass x of shape (n, ...) with n >= 1")
     params = {k: v.detach() for k, v in params.items()}
-    x, y = x.detach(), y.detach()
+    x, y = to_placement(x.detach(), params), to_placement(y.detach(), params)
     user = ContinualUser(algorithm, params, steps, lr, window)
     start_state = zero_step_state(algorithm, params, x[:0], y[:0])
     readapted = start_state
@@ -285,7 +297,7 @@ def prequential(
             start = time.perf_counter()
             readapted = algorithm.adapt(params, x[: i + 1], y[: i + 1], steps=readapt_steps)
             seconds["readapt"][i + 1] = time.perf_counter() - start
-    result = {name: _scores(algorithm.task_type, torch.cat(outputs[name]), y) for name in LEARNERS}
+    result = {name: _scores(_classifies(algorithm), torch.cat(outputs[name]), y) for name in LEARNERS}
     return result | {f"{name}_seconds": seconds[name] for name in LEARNERS}
 
 
@@ -349,7 +361,8 @@ def continual_users(
     cold-start split is time-ordered: ``cold_start_split(..., time_ordered=True)``).
 
     Args:
-        tasks: one :class:`~fastadapt.tasks.Task` per user.
+        tasks: one :class:`~fastadapt.tasks.Task` per user, on any device (each stream is moved to the
+            parameters' device and floating-point type).
         steps, lr, window, readapt_steps: see :func:`prequential`.
         max_ratings: use at most this many first examples of each stream (default: all).
     """
@@ -374,5 +387,5 @@ def continual_users(
         mean[name] = float(np.concatenate([run[name] for run in runs]).mean())
         ci95[name] = mean_ci95([float(run[name].mean()) for run in runs])[1]
         seconds[name] = float(sum(run[f"{name}_seconds"].sum() for run in runs))
-    metric = "accuracy" if algorithm.task_type == "classification" else "absolute error"
+    metric = "accuracy" if _classifies(algorithm) else "absolute error"
     return ContinualReport(metric, curves, counts, mean, ci95, seconds, len(tasks))

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..algorithms import Algorithm, forward, meta_gradient, task_loss, task_metric
+from ..algorithms import Algorithm, Metric, forward, meta_gradient
 from ..algorithms.metasgd import optimizer_groups
-from ..evaluation import mean_ci95, score_task
+from ..evaluation import mean_ci95, placement, score_task
 from ..tasks import Task, TaskBatch
-from ..typing import Params
+from ..typing import LossFn, Params
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ class OnlineMetaLearner:
     """Meta-parameters that keep learning from the tasks of a stream.
 
     Args:
-        params: the starting meta-parameters (copied; the caller's tensors are not modified).
+        params: the starting meta-parameters (copied; the caller's tensors are not modified). Tasks are moved to
+            their device and floating-point type, where the replay buffer keeps them.
         seed: the replay buffer's sampling seed.
     """
 
@@ -115,6 +116,7 @@ class OnlineMetaLearner:
 
     def learn(self, task: Task) -> float:
         """``updates`` meta-steps on ``task`` and replayed tasks; the task then joins the buffer. Returns the loss."""
+        task = task.to(*placement(self.params))
         loss = math.nan
         for _ in range(self.settings.updates):
             batch = [task, *self.buffer.sample(self.settings.batch - 1)]
@@ -130,20 +132,23 @@ class OnlineMetaLearner:
         return loss
 
 
-def from_scratch(model: nn.Module, task_type: str, steps: int, lr: float) -> Callable[[Task], float]:
+def from_scratch(model: nn.Module, loss: LossFn, metric: Metric, steps: int, lr: float) -> Callable[[Task], float]:
     """The no-meta-learning reference: the model's initial weights trained by ``steps`` of Adam on each task's
-    support set alone, then scored on its query set."""
+    support set alone (``loss``), then scored on its query set (``metric``), on the model's device and
+    floating-point type."""
     initial = {k: v.detach().clone() for k, v in model.named_parameters()}
+    device, dtype = placement(initial)
 
     def score(task: Task) -> float:
+        task = task.to(device, dtype)
         params = {k: v.clone().requires_grad_() for k, v in initial.items()}
         optimizer = torch.optim.Adam(params.values(), lr=lr)
         for _ in range(steps):
             optimizer.zero_grad()
-            task_loss(task_type, forward(model, params, task.support_x), task.support_y).backward()
+            loss(forward(model, params, task.support_x), task.support_y).backward()
             optimizer.step()
         with torch.no_grad():
-            return float(task_metric(task_type, forward(model, params, task.query_x), task.query_y))
+            return float(metric(forward(model, params, task.query_x), task.query_y))
 
     return score
 
@@ -232,5 +237,4 @@ def run_stream(
             on_round(row)
     if not rows:
         raise ValueError("the task stream is empty: its split has too few unused examples for one episode")
-    metric = "mse" if algorithm.task_type == "regression" else "accuracy"
-    return StreamResult(metric, rows, learners, ended_early=len(rows) < rounds)
+    return StreamResult(algorithm.metric.name, rows, learners, ended_early=len(rows) < rounds)

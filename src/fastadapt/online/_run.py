@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._extras import optional, require
 from ..algorithms import Algorithm
-from ..recsys import UserTasks, user_task
+from ..recsys import RecsysData, UserTasks, user_task
 from ..tasks import EpisodeSampler, Task
 from ..training import (
     CheckpointError,
@@ -66,24 +67,30 @@ def stream_tasks(experiment: Experiment, split: str, fresh: bool, seed: int) -> 
     (movielens), episodes with every example used once (``fresh``), or endless samples of a regression family."""
     generator = torch.Generator().manual_seed(stream_seed(seed, split))
     source = experiment.sources[split]
-    if experiment.recsys is not None and isinstance(source, UserTasks):
-        data = experiment.recsys.data
+    if isinstance(experiment.context, RecsysData) and isinstance(source, UserTasks):
+        data = experiment.context.data
         tasks: Iterable[Task] = (user_task(data, t) for t in users_in_time_order(data, source.tasks))
     elif fresh and isinstance(source, EpisodeSampler):
         tasks = FreshEpisodes(source, generator)
     else:
         tasks = sampled_tasks(source, generator)
-    return (task.to(experiment.device) for task in tasks)
+    return (task.to(experiment.device, experiment.dtype) for task in tasks)
 
 
 def plot_stream(result: StreamResult, path: Path, window: int) -> Path:
-    """Each learner's running mean over ``window`` rounds against the round."""
-    import matplotlib
+    """Each learner's running mean over ``window`` rounds against the round (a matplotlib ``Figure`` on the Agg
+    canvas: the global backend is untouched).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Raises:
+        MissingExtraError: matplotlib is not installed (``pip install 'fastadapt[plots]'``).
+    """
+    require("matplotlib", "plots", "the stream plot")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     rounds = range(1, len(result.rows) + 1)
     for name in result.learners:
         ax.plot(rounds, result.curve(name, window), label=name)
@@ -94,7 +101,6 @@ def plot_stream(result: StreamResult, path: Path, window: int) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -138,13 +144,17 @@ def stream_run(config: Config, run_dir: Path, progress: bool = True) -> dict[str
             training.rates_lr, config.algorithm.test_steps, experiment.strategy,
         )  # fmt: skip
         tasks = stream_tasks(experiment, s.split, s.fresh, s.seed)
-        if experiment.recsys is not None:
+        if isinstance(experiment.context, RecsysData):
             tasks = list(tasks)  # the users, kept for the continual report too
     except ValueError as error:
         raise ConfigError(str(error)) from None
     learner = OnlineMetaLearner(experiment.algorithm, {k: v.to(device) for k, v in start.items()}, settings, s.seed)
-    task_type = experiment.algorithm.task_type
-    scratch = from_scratch(experiment.model, task_type, s.scratch_steps, s.scratch_lr) if s.scratch_steps else None
+    algorithm = experiment.algorithm
+    scratch = (
+        from_scratch(experiment.model, algorithm.loss, algorithm.metric, s.scratch_steps, s.scratch_lr)
+        if s.scratch_steps
+        else None
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     logger = RunLogger(run_dir)
@@ -162,8 +172,9 @@ def stream_run(config: Config, run_dir: Path, progress: bool = True) -> dict[str
         bar.close()
         logger.close()
     summary = result.summary(s.last) | {"split": s.split, "start": s.start, "frozen": s.frozen}
-    summary["plot"] = str(plot_stream(result, run_dir / "stream.png", s.last))
-    if experiment.recsys is not None:
+    drawn = optional("matplotlib", "plots", "the stream plot") is not None  # the stream's results are kept either way
+    summary["plot"] = str(plot_stream(result, run_dir / "stream.png", s.last)) if drawn else None
+    if isinstance(experiment.context, RecsysData):
         summary["continual"] = _continual(config, experiment.algorithm, frozen, list(tasks))
     tensors = {f"params/{k}": v for k, v in learner.params.items()}
     state = {"step": len(result.rows), "stream_split": s.split}  # `eval` refuses this split: the stream learned it
@@ -177,7 +188,7 @@ def _continual(config: Config, algorithm: Algorithm, frozen: Params | None, user
     online learner's, which learned from these users' ratings."""
     if frozen is None:
         return "skipped: needs stream.frozen=RUN (the online learner's parameters learned from these users)"
-    if not config.recsys.time_ordered:
+    if not config.section("recsys").time_ordered:
         return "skipped: needs recsys.time_ordered=true (a user's ratings must arrive in time order)"
     # One step per new rating from the user's current state; re-adaptation takes the trained inner steps.
     return continual_users(algorithm, frozen, users, steps=1).summary()

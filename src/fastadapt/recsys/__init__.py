@@ -31,6 +31,7 @@ from ._recommend import recommend as recommend
 from ._recommend import user_categories as user_categories
 from ._report import RecsysReport as RecsysReport
 from ._report import evaluate_recommender_run as evaluate_recommender_run
+from ._setup import RecsysConfig as RecsysConfig
 from ._setup import RecsysData as RecsysData
 from ._setup import load_recsys_data as load_recsys_data
 from ._synthetic import write_synthetic_movielens as write_synthetic_movielens

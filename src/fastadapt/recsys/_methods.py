@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..algorithms import Algorithm, build_algorithm
-from ..algorithms._functional import forward, module_params
+from ..algorithms import Algorithm, build_algorithm, forward, module_params
+from ..evaluation import to_placement
 from ..typing import Params
 from ._coldstart import UserTask
 from ._movielens import MovieLens
@@ -35,7 +35,8 @@ class Recommender(Protocol):
 
 @dataclass(frozen=True, eq=False)
 class Adapted:
-    """A model adapted per user by ``algorithm.adapt`` (``steps`` inner steps; 0 = no adaptation)."""
+    """A model adapted per user by ``algorithm.adapt`` (``steps`` inner steps; 0 = no adaptation), on the
+    parameters' device and floating-point type; the scores come back as float64 numpy arrays."""
 
     name: str
     algorithm: Algorithm
@@ -46,12 +47,14 @@ class Adapted:
     def score(
         self, user: int, support_items: np.ndarray, support_ratings: np.ndarray, items: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        sx = pair_features(self.data, np.full(len(support_items), user), support_items)
-        sy = torch.from_numpy(support_ratings.astype(np.float32)).unsqueeze(1)  # (n_support, 1)
-        state = self.algorithm.adapt(self.params, sx, sy, steps=self.steps)
+        params = self.params
+        sx = to_placement(pair_features(self.data, np.full(len(support_items), user), support_items), params)
+        sy = to_placement(torch.from_numpy(support_ratings.astype(np.float32)).unsqueeze(1), params)  # (n_support, 1)
+        qx = to_placement(pair_features(self.data, np.full(len(items), user), items), params)
+        state = self.algorithm.adapt(params, sx, sy, steps=self.steps)
         with torch.no_grad():
-            out = self.algorithm.predict(self.params, state, pair_features(self.data, np.full(len(items), user), items))
-        ratings = out.squeeze(1).numpy().astype(np.float64)
+            out = self.algorithm.predict(params, state, qx)  # (n_items, 1)
+        ratings = out.squeeze(1).cpu().numpy().astype(np.float64)
         return ratings, ratings
 
 
@@ -65,18 +68,20 @@ def pretrain(
     seed: int = 0,
 ) -> Params:
     """The no-meta-learning baseline: ``model`` trained by plain regression (MSE, Adam) on every rating
-    of the meta-training users (support and query), as one data set. Returns its parameters."""
+    of the meta-training users (support and query), as one data set, on the model's device and floating-point
+    type. Returns its parameters."""
     users = np.concatenate([np.full(len(t.support_items) + len(t.query_items), t.user) for t in tasks])
     items = np.concatenate([np.concatenate([t.support_items, t.query_items]) for t in tasks])
     ratings = np.concatenate([np.concatenate([t.support_ratings, t.query_ratings]) for t in tasks])
-    x = pair_features(data, users, items)
-    y = torch.from_numpy(ratings.astype(np.float32)).unsqueeze(1)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     params = {k: v.requires_grad_() for k, v in module_params(model).items()}
+    x = to_placement(pair_features(data, users, items), params)  # (n, 6 + n_genres)
+    y = to_placement(torch.from_numpy(ratings.astype(np.float32)).unsqueeze(1), params)  # (n, 1)
     optimiser = torch.optim.Adam(list(params.values()), lr=lr)
     for _ in range(epochs):
-        for batch in torch.randperm(len(y), generator=generator).split(batch_size):
+        # The order is drawn on the CPU (the seeded generator's device), so every device sees the same batches.
+        for batch in torch.randperm(len(y), generator=generator).to(y.device).split(batch_size):
             loss = torch.nn.functional.mse_loss(forward(model, params, x[batch]), y[batch])
             optimiser.zero_grad()
             loss.backward()
@@ -87,13 +92,13 @@ def pretrain(
 def fine_tuned(model: nn.Module, params: Params, data: MovieLens, lr: float, steps: int) -> Adapted:
     """Transfer: the pretrained model, its decision layers fine-tuned on each user's support ratings by
     ``steps`` of gradient descent (MeLU's local update without meta-learning)."""
-    anil = build_algorithm("anil", model, task_type="regression", inner_lr=lr, inner_steps=steps, first_order=True)
+    anil = build_algorithm("anil", model, loss="mse", inner_lr=lr, inner_steps=steps, first_order=True)
     return Adapted("fine-tune", anil, params, data, steps)
 
 
 def no_adaptation(model: nn.Module, params: Params, data: MovieLens) -> Adapted:
     """The pretrained model as it is, the same prediction for every user with the same features."""
-    anil = build_algorithm("anil", model, task_type="regression", inner_lr=0.0, inner_steps=0)
+    anil = build_algorithm("anil", model, loss="mse", inner_lr=0.0, inner_steps=0)
     return Adapted("global", anil, params, data, 0)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..algorithms import Algorithm
+from ..evaluation import to_placement
 from ..typing import Params
 from ._movielens import ML100K_OCCUPATIONS, MovieLens, _age_group, _zip_prefix
 from ._tasks import USER_COLUMNS, features_for
@@ -90,16 +91,17 @@ def recommend(
     steps: int | None = None,
 ) -> list[Recommendation]:
     """Adapts to the new user's ratings (``steps`` inner steps) and returns the ``top`` unrated items by
-    predicted rating."""
+    predicted rating; the features and ratings go to the parameters' device and floating-point type."""
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
-    support_x = features_for(data, user, items)
-    support_y = torch.from_numpy(ratings).unsqueeze(1)  # (n, 1)
     params = {k: v.detach() for k, v in params.items()}
+    support_x = to_placement(features_for(data, user, items), params)  # (n, 6 + n_genres)
+    support_y = to_placement(torch.from_numpy(ratings).unsqueeze(1), params)  # (n, 1)
     state = algorithm.adapt(params, support_x, support_y, steps=steps)
     candidates = np.setdiff1d(np.arange(len(data.item_ids)), items)
     with torch.no_grad():
-        predicted = algorithm.predict(params, state, features_for(data, user, candidates)).squeeze(1).numpy()
+        outputs = algorithm.predict(params, state, to_placement(features_for(data, user, candidates), params))
+    predicted = outputs.squeeze(1).cpu().numpy()  # (n_candidates,)
     best = np.argsort(-predicted, kind="stable")[:top]
     return [
         Recommendation(int(data.item_ids[candidates[i]]), data.titles[candidates[i]], float(predicted[i])) for i in best

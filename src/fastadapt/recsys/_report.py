@@ -91,7 +91,7 @@ def evaluate_recommender_run(
     support_cap: int | None = None,
 ) -> RecsysReport:
     """Scores a trained MeLU-style run and the baselines on the four cold-start states (``config`` is the
-    run's :class:`~fastadapt.training.RecsysConfig`). ``support_cap`` keeps the first that many support
+    run's :class:`~fastadapt.recsys.RecsysConfig`). ``support_cap`` keeps the first that many support
     ratings of every evaluated user (the split's order: nested caps); the baselines still train on all of
     the training state."""
     params = {k: v.detach() for k, v in params.items()}

@@ -25,8 +25,9 @@ class Task:
     query_x: Tensor
     query_y: Tensor
 
-    def to(self, device: torch.device | str) -> Task:
-        return Task(*(t.to(device) for t in self.tensors()))
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Task:
+        """The task on ``device``, its floating-point tensors cast to ``dtype`` (class ids stay integers)."""
+        return Task(*_moved(self.tensors(), device, dtype))
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return (self.support_x, self.support_y, self.query_x, self.query_y)
@@ -69,5 +70,10 @@ class TaskBatch:
         """The tasks of this batch that process ``rank`` of ``world_size`` handles."""
         return TaskBatch(*(t[rank::world_size] for t in self.tensors()))
 
-    def to(self, device: torch.device | str) -> TaskBatch:
-        return TaskBatch(*(t.to(device) for t in self.tensors()))
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TaskBatch:
+        """The batch on ``device``, its floating-point tensors cast to ``dtype`` (class ids stay integers)."""
+        return TaskBatch(*_moved(self.tensors(), device, dtype))
+
+
+def _moved(tensors: tuple[Tensor, ...], device: torch.device | str, dtype: torch.dtype | None) -> list[Tensor]:
+    return [t.to(device, dtype if dtype is not None and t.is_floating_point() else t.dtype) for t in tensors]

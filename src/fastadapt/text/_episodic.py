@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..algorithms import Algorithm
-from ..evaluation import Method
+from ..evaluation import Method, placement
 from ..tasks import Task
 from ..typing import Params
 from ._fewshot import average_probabilities, logistic_head, nearest_mean
@@ -19,13 +19,19 @@ EPISODE_BASELINES = ("logistic", "nearest-mean")
 
 def head_method(algorithm: Algorithm, params: Params, steps: int | None = None) -> Method:
     """A meta-trained head as a :data:`~fastadapt.evaluation.Method`: adapt on the support set, return the
-    query probabilities."""
+    query probabilities ``(n_query, N)``.
+
+    Each episode runs on the parameters' device and floating-point type; the probabilities come back on the CPU
+    (in that type), where the baselines' and the ensemble's are.
+    """
     params = {k: v.detach() for k, v in params.items()}
+    device, dtype = placement(params)
 
     def run(task: Task) -> Tensor:
+        task = task.to(device, dtype)
         state = algorithm.adapt(params, task.support_x, task.support_y, steps=steps)
         with torch.no_grad():
-            return torch.softmax(algorithm.predict(params, state, task.query_x), dim=-1)
+            return torch.softmax(algorithm.predict(params, state, task.query_x), dim=-1).cpu()
 
     return run
 
@@ -55,7 +61,7 @@ def episode_methods(
     if ensemble and len(members) >= 2:
 
         def average(task: Task) -> Tensor:
-            return torch.from_numpy(average_probabilities([m(task).double().numpy() for m in members]))
+            return torch.from_numpy(average_probabilities([m(task).detach().cpu().double().numpy() for m in members]))
 
         methods["ensemble"] = average
     return methods

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..algorithms import Algorithm, build_algorithm, meta_gradient
 from ..algorithms.metasgd import optimizer_groups
+from ..evaluation import placement, to_placement
 from ..models import MLP
 from ..tasks import EpisodeSampler, LabelledPool
 from ..typing import Params
@@ -63,7 +64,11 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class FittedHead:
-    """A meta-trained head: its algorithm, meta-parameters and the settings it was trained with."""
+    """A meta-trained head: its algorithm, meta-parameters and the settings it was trained with.
+
+    It computes on its parameters' device and floating-point type, wherever its inputs are; the probabilities
+    come back on the CPU.
+    """
 
     algorithm: Algorithm
     params: Params
@@ -72,13 +77,19 @@ class FittedHead:
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         """The adaptation state (prototypes or fast weights) for a support set of class ids ``0..C-1``."""
         steps = self.config.test_steps if steps is None else steps
-        return self.algorithm.adapt(self.params, support_x, support_y, steps=steps)
+        sx, sy = to_placement(support_x, self.params), to_placement(support_y, self.params)
+        return self.algorithm.adapt(self.params, sx, sy, steps=steps)
 
     def probabilities(self, state: Params, x: Tensor, chunk: int = 512) -> Tensor:
-        """``(n, C)`` class probabilities of ``x`` after adaptation, computed in chunks."""
+        """``(n, C)`` class probabilities of ``x`` ``(n, d)`` after adaptation, on the CPU; computed in chunks,
+        each moved to the parameters' device in turn."""
+        params = self.params
         with torch.no_grad():
-            parts = [self.algorithm.predict(self.params, state, x[i : i + chunk]) for i in range(0, len(x), chunk)]
-        return torch.softmax(torch.cat(parts), dim=-1)
+            parts = [
+                torch.softmax(self.algorithm.predict(params, state, to_placement(x[i : i + chunk], params)), -1).cpu()
+                for i in range(0, len(x), chunk)
+            ]
+        return torch.cat(parts)
 
 
 def head_model(in_features: int, hidden: Sequence[int], classes: int) -> MLP:
@@ -120,8 +131,9 @@ def meta_train_head(
     # as the weights get.
     optimizer = torch.optim.Adam(optimizer_groups(params, config.outer_lr, config.outer_lr * config.inner_lr))
     generator = torch.Generator().manual_seed(config.seed)
+    device, dtype = placement(params)  # embeddings of another float type (float64) are cast to the head's
     for _ in tqdm(range(config.iterations), desc=f"meta-training {config.algorithm}", disable=not progress):
-        batch = sampler.sample_batch(config.meta_batch, generator)
+        batch = sampler.sample_batch(config.meta_batch, generator).to(device, dtype)
         grads, stats = meta_gradient(algorithm, params, batch, strategy=config.strategy)
         if not torch.isfinite(stats).all():
             raise FloatingPointError(

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -19,7 +20,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "digits"  # digits | omniglot | sinusoid | linear | movielens | clinc150 | text
+    dataset: str = "digits"  # a dataset of a registered task suite: `fastadapt suites` lists them
     train_rotations: tuple[int, ...] = ()  # digits: e.g. [0, 90, 180, 270], rotated training classes are new classes
     # omniglot, movielens, clinc150: folder with the files (default: the verified copies in the cache);
     # text: the CSV file (columns text, label; optional group, split)
@@ -42,14 +43,14 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "conv4"  # conv4 | mlp | melu
+    name: str = "conv4"  # conv4 | mlp, or a model of the dataset's suite (movielens: melu)
     widths: tuple[int, ...] = (40, 40)  # mlp hidden widths, melu decision layers
     embedding_dim: int = 32  # melu: width of each feature's embedding
     item_ids: bool = True  # melu: also embed the item's id (zero for items without training ratings)
     channels: int = 64  # conv4 filters per block
     pooled_blocks: int = 4
-    act: str = "relu"
-    pool: str = "max"
+    act: Literal["relu", "tanh", "softplus"] = "relu"
+    pool: Literal["max", "avg"] = "max"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class AlgorithmConfig:
     inner_steps: int = 1
     test_steps: int | None = None  # inner steps at evaluation; default: inner_steps
     first_order: bool = False
+    head: str | tuple[str, ...] = "head"  # anil, protonet, hypernet: the sub-module (or parameter prefixes) of the head
+    loss: str | None = None  # a name in fastadapt.algorithms.LOSSES (default: the suite's, e.g. cross_entropy)
+    metric: str | None = None  # a name in fastadapt.algorithms.METRICS (default: the suite's, e.g. accuracy)
     task_dim: int = 64  # hypernet: width of the regression set encoder's task representation
     generator_width: int = 128  # hypernet: hidden width of the set encoder and the weight generator
 
@@ -67,48 +71,26 @@ class AlgorithmConfig:
 class TrainingConfig:
     iterations: int = 1000
     meta_batch_size: int = 16
-    optimizer: str = "adam"  # adam | sgd
+    optimizer: Literal["adam", "sgd"] = "adam"
     outer_lr: float = 0.001
     rates_lr: float | None = None  # metasgd: outer learning rate of the learned inner rates (default: outer_lr)
-    schedule: str = "constant"  # constant | cosine
+    schedule: Literal["constant", "cosine"] = "constant"  # cosine: torch's CosineAnnealingLR over iterations
     val_every: int = 100
     val_episodes: int = 100
     checkpoint_every: int = 100
     log_every: int = 10
     seed: int = 0
-    strategy: str = "auto"  # auto | loop | vmap | chunked
+    strategy: Literal["auto", "loop", "vmap", "chunked"] = "auto"
     chunk_size: int = 8
-    device: str = "cpu"
+    device: str = "auto"  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps
+    threads: int | None = None  # torch intra-op threads (default: $FASTADAPT_THREADS, else fastadapt's default)
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
     episodes: int = 600
     seed: int = 1234
-    split: str = "test"
-
-
-@dataclass(frozen=True)
-class RecsysConfig:
-    """data.dataset=movielens: which ratings and the cold-start protocol (MeLU, KDD 2019)."""
-
-    source: str = "synthetic"  # synthetic | ml-100k | ml-1m (files under data.root or the cache)
-    synthetic_users: int = 800
-    synthetic_items: int = 1000
-    year_threshold: int | None = None  # items released in or after it are new (default: per dataset)
-    new_user_fraction: float = 0.2
-    query_size: int = 10
-    min_ratings: int = 13
-    max_ratings: int = 100
-    time_ordered: bool = False  # query = a user's last query_size ratings
-    support_cap: int | None = None  # at most this many support ratings per user
-    negatives: int = 100  # unrated items ranked with the query items for top-K metrics
-    eval_users: int | None = None  # evaluate at most this many users per state (all if None)
-    baselines: bool = True  # evaluate global / fine-tune / MF / popularity beside the run's model
-    pretrain_epochs: int = 10  # the global baseline's training epochs
-    finetune_lr: float = 0.005  # the fine-tune baseline: gradient steps on a user's support ratings
-    finetune_steps: int = 5
-    seed: int = 0
+    split: Literal["train", "val", "test"] = "test"
 
 
 @dataclass(frozen=True)
@@ -116,8 +98,8 @@ class StreamConfig:
     """``fastadapt stream``: online meta-learning on a stream of tasks, against a frozen model and from-scratch."""
 
     rounds: int = 500  # tasks in the stream (fewer if a split runs out of unused examples)
-    split: str = "test"  # where the stream's tasks come from: train | val | test (movielens: the new users)
-    start: str = "init"  # the online learner starts from fresh meta-parameters (init) or from stream.frozen (frozen)
+    split: Literal["train", "val", "test"] = "test"  # where the stream's tasks come from (movielens: the new users)
+    start: Literal["init", "frozen"] = "init"  # the online learner starts from fresh meta-parameters or stream.frozen
     frozen: str | None = None  # run directory of a meta-trained model: the frozen reference
     fresh: bool = True  # episode streams use every example at most once, so no task holds data already learned
     replay: int = 64  # replay buffer capacity (tasks; reservoir sampling)
@@ -130,8 +112,15 @@ class StreamConfig:
     seed: int = 0
 
 
+#: The sections every config has; a task suite adds its own (``recsys`` for movielens).
+CORE_SECTIONS = ("data", "task", "model", "algorithm", "training", "evaluation", "stream")
+
+
 @dataclass(frozen=True)
 class Config:
+    """A run's configuration: the core sections, and ``sections``, those of the dataset's task suite (each a frozen
+    dataclass the suite declares, read with :meth:`section`)."""
+
     name: str = "experiment"
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -139,11 +128,22 @@ class Config:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    recsys: RecsysConfig = field(default_factory=RecsysConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """The suite section ``name`` (its defaults if the config file had none)."""
+        if name in self.sections:
+            return self.sections[name]
+        kinds = _section_types()
+        if name not in kinds:
+            raise ConfigError(f"no config section {name!r}; the registered suites' sections: {sorted(kinds)}")
+        return kinds[name]()
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        out = {f.name: _plain(dataclasses.asdict(getattr(self, f.name))) for f in dataclasses.fields(self)[1:-1]}
+        out = {"name": self.name} | out
+        return out | {name: _plain(dataclasses.asdict(value)) for name, value in self.sections.items()}
 
 
 def _plain(value: Any) -> Any:
@@ -154,14 +154,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _section_types(dataset: str | None = None) -> dict[str, type]:
+    """The section dataclasses of ``dataset``'s task suite (an unknown dataset is an error), or of every suite."""
+    from ._suites import section_types, suite_for  # the registry imports this module
+
+    return dict(suite_for(dataset).sections) if dataset is not None else section_types()
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is Literal:
+        return " | ".join(repr(v) for v in typing.get_args(kind))
+    return getattr(kind, "__name__", str(kind))
+
+
 def _convert(value: Any, kind: Any, key: str) -> Any:
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(kind)
-        if value is None and type(None) in options:
+        options = [o for o in typing.get_args(kind) if o is not type(None)]
+        if value is None and len(options) < len(typing.get_args(kind)):
             return None
-        (inner,) = [o for o in options if o is not type(None)]
-        return _convert(value, inner, key)
+        errors = []
+        for option in options:
+            try:
+                return _convert(value, option, key)
+            except ConfigError as error:
+                errors.append(error)
+        if len(errors) == 1:
+            raise errors[0]
+        wanted = " or ".join(_describe(o) for o in options)
+        raise ConfigError(f"{key} must be {wanted}, got {value!r} ({type(value).__name__})")
+    if origin is Literal:
+        allowed = typing.get_args(kind)
+        if value not in allowed or type(value) is not type(allowed[0]):
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+        return value
     if origin is tuple:
         (item, _) = typing.get_args(kind)
         if not isinstance(value, list | tuple):
@@ -190,8 +216,26 @@ def _build(cls: Any, values: dict[str, Any], prefix: str) -> Any:
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
-    """Validates and builds a :class:`Config`; missing keys take their defaults."""
-    return _build(Config, values, "")  # type: ignore[no-any-return]
+    """Validates and builds a :class:`Config`; missing keys take their defaults.
+
+    Sections other than the core ones belong to the task suite of ``data.dataset`` (e.g. ``recsys`` for
+    movielens); a section of another suite, or of none, is an error that names the valid ones.
+    """
+    core = {k: v for k, v in values.items() if k == "name" or k in CORE_SECTIONS}
+    config: Config = _build(Config, core, "")
+    own = _section_types(config.data.dataset)
+    for key in values:
+        if key not in core and key not in own:
+            every = _section_types()
+            valid = ", ".join(["name", *CORE_SECTIONS, *own])
+            if key in every:
+                raise ConfigError(
+                    f"config section '{key}' belongs to another task suite than data.dataset={config.data.dataset!r}'s;"
+                    f" remove it (valid sections here: {valid})"
+                )
+            raise ConfigError(f"unknown config key '{key}'; valid keys here: {valid}")
+    sections = {key: _convert(values.get(key, {}), kind, key) for key, kind in own.items()}
+    return dataclasses.replace(config, sections=sections)
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -1,10 +1,13 @@
-"""Run-directory logging: metrics as JSONL, TensorBoard events, and a PNG of the learning curves."""
+"""Run-directory logging: metrics as JSONL, TensorBoard events (extra ``tb``), and a PNG of the learning curves
+(extra ``plots``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+from .._extras import optional, require
 
 METRICS = "metrics.jsonl"
 
@@ -17,7 +20,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 class RunLogger:
-    """Appends metric rows to ``metrics.jsonl`` and mirrors scalars to TensorBoard (``tb/``).
+    """Appends metric rows to ``metrics.jsonl`` and mirrors scalars to TensorBoard (``tb/``) when tensorboard
+    is installed (``pip install 'fastadapt[tb]'``; without it, one note on stderr and no ``tb/``).
 
     Args:
         resume_step: when resuming, rows logged after this step (by the interrupted run, past its last
@@ -25,8 +29,6 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
         self.run_dir = run_dir
         self.path = run_dir / METRICS
         if resume_step is None:
@@ -35,28 +37,42 @@ class RunLogger:
             kept = [row for row in read_metrics(run_dir) if row["step"] <= resume_step]
             self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
         self._file = self.path.open("a")
-        self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step is not None else None)
+        self._tb: Any = None
+        if optional("tensorboard", "tb", "TensorBoard logging (tb/)") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            purge = resume_step + 1 if resume_step is not None else None
+            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
 
     def log(self, split: str, step: int, **values: float) -> None:
         self._file.write(json.dumps({"split": split, "step": step, **values}) + "\n")
         self._file.flush()
-        for name, value in values.items():
-            self._tb.add_scalar(f"{split}/{name}", value, step)
+        if self._tb is not None:
+            for name, value in values.items():
+                self._tb.add_scalar(f"{split}/{name}", value, step)
 
     def close(self) -> None:
         self._file.close()
-        self._tb.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 def plot_curves(run_dir: Path, metric: str) -> Path:
-    """Draws the training loss and the train / validation ``metric`` against step to ``curves.png``."""
-    import matplotlib
+    """Draws the training loss and the train / validation ``metric`` against step to ``curves.png``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    On a matplotlib ``Figure`` with the Agg canvas: the global backend and figure state are untouched.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed (``pip install 'fastadapt[plots]'``).
+    """
+    require("matplotlib", "plots", "curves.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rows = read_metrics(run_dir)
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_metric = fig.subplots(1, 2)
     for split, style in (("train", "-"), ("val", "o-")):
         points = [r for r in rows if r["split"] == split]
         if not points:
@@ -73,5 +89,12 @@ def plot_curves(run_dir: Path, metric: str) -> Path:
     fig.tight_layout()
     out = run_dir / "curves.png"
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
+
+
+def plot_curves_if_installed(run_dir: Path, metric: str) -> Path | None:
+    """:func:`plot_curves` when matplotlib is installed; otherwise ``None``, with one note on stderr (what a
+    training run does at its end, so that the core install trains without the ``plots`` extra)."""
+    if optional("matplotlib", "plots", "curves.png") is None:
+        return None
+    return plot_curves(run_dir, metric)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ..evaluation import EvalResult, evaluate
-from ..recsys import RecsysReport, evaluate_recommender_run
 from ..typing import Params
 from ._build import Experiment, build_experiment
 from ._checkpoint import CheckpointError, load_checkpoint
@@ -79,28 +79,31 @@ def evaluate_run(
     progress: bool = False,
     ways: int | None = None,
     shots: int | None = None,
-    support_cap: int | None = None,
-) -> EvalResult | RecsysReport:
+    **options: Any,
+) -> EvalResult | Any:
     """Evaluates a run on its held-out split and writes ``eval/<split>_episodes.jsonl`` and
     ``eval/<split>_summary.json`` into the run directory (``<split>_<N>w<K>s_...`` when ``ways`` or
-    ``shots`` replace the trained setting). ``support_cap``: movielens runs adapt on at most that many of
-    each test user's support ratings (the same users and query sets; ``recsys_summary_cap<N>.json``). A
-    data.dataset=movielens run returns a
-    :class:`~fastadapt.recsys.RecsysReport` (every cold-start state, metric and baseline) instead of an
-    :class:`EvalResult` and writes ``eval/recsys_summary.json``."""
+    ``shots`` replace the trained setting).
+
+    A suite with its own evaluation returns its report instead (a movielens run: every cold-start state, metric
+    and baseline, ``eval/recsys_summary.json``); ``options`` are for it (movielens: ``support_cap``, adapting on
+    at most that many of each test user's support ratings). Options no suite takes are an error."""
     run_dir = Path(run_dir)
     experiment, params, path = load_run(run_dir, checkpoint, ways, shots)
     cfg = experiment.config
     learned = load_checkpoint(path)[1].get("stream_split")
-    if learned is not None and (cfg.data.dataset == "movielens" or learned == cfg.evaluation.split):
+    if learned is not None and (experiment.suite.evaluates or learned == cfg.evaluation.split):
         raise ConfigError(
             f"{run_dir} is a `fastadapt stream` run whose parameters learned online from the {learned} split's tasks; "
             "evaluating them there would score data they learned from. Its scores are the per-round ones in "
             "metrics.jsonl and summary.json (each task scored before it was learned)"
         )
-    if cfg.data.dataset == "movielens":
-        return _evaluate_recommender(experiment, params, run_dir, steps, progress, support_cap)
-    split = cfg.evaluation.split
+    if experiment.suite.evaluates:
+        return experiment.suite.evaluate(experiment, params, run_dir=run_dir, steps=steps, progress=progress, **options)
+    given = sorted(k for k, v in options.items() if v is not None)
+    if given:
+        raise ConfigError(f"{', '.join(given)} does not apply to a data.dataset={cfg.data.dataset} run")
+    split: str = cfg.evaluation.split
     result = evaluate(
         experiment.algorithm,
         params,
@@ -118,28 +121,3 @@ def evaluate_run(
     (out / f"{split}_episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in result.per_episode))
     (out / f"{split}_summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
     return result
-
-
-def _evaluate_recommender(
-    experiment: Experiment, params: Params, run_dir: Path, steps: int | None, progress: bool, support_cap: int | None
-) -> RecsysReport:
-    cfg = experiment.config
-    if experiment.recsys is None:
-        raise ConfigError(f"{run_dir} is not a data.dataset=movielens run")
-    report = evaluate_recommender_run(
-        cfg.name,
-        experiment.model,
-        experiment.algorithm,
-        params,
-        experiment.recsys,
-        cfg.recsys,
-        steps=steps if steps is not None else cfg.algorithm.test_steps,
-        seed=cfg.evaluation.seed,
-        progress=progress,
-        support_cap=support_cap,
-    )
-    out = run_dir / "eval"
-    out.mkdir(exist_ok=True)
-    name = "recsys_summary.json" if support_cap is None else f"recsys_summary_cap{support_cap}.json"
-    (out / name).write_text(json.dumps(report.summary(), indent=2) + "\n")
-    return report

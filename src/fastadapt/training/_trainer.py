@@ -9,6 +9,7 @@ all-reduce the gradients without touching the rest.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ..typing import Params
 from ._build import Experiment
 from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ._config import save_config
-from ._logging import RunLogger, plot_curves
+from ._logging import RunLogger, plot_curves_if_installed
 
 LAST, BEST = "last.safetensors", "best.safetensors"
 
@@ -32,31 +33,11 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss); the message names the step and the last checkpoint."""
 
 
-def _learning_rate(base: float, schedule: str, step: int, total: int) -> float:
-    if schedule == "constant":
-        return base
-    if schedule == "cosine":
-        return base * 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
-    raise ValueError(f"unknown training.schedule {schedule!r}; choose 'constant' or 'cosine'")
+#: Config keys that define a run; resuming with any of them changed is refused (the suite adds its own).
+_DEFINING = ("data", "task", "model", "algorithm", "training.seed", "training.meta_batch_size", "training.optimizer")
 
 
-#: Config keys that define a run; resuming with any of them changed is refused.
-_DEFINING = (
-    *("data", "task", "model", "algorithm", "training.seed", "training.meta_batch_size", "training.optimizer"),
-    *(
-        "recsys.source",
-        "recsys.synthetic",
-        "recsys.year",
-        "recsys.new_user",
-        "recsys.query",
-        "recsys.min",
-        "recsys.max",
-    ),
-    *("recsys.time_ordered", "recsys.support_cap", "recsys.seed"),
-)
-
-
-def _changed_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def _changed_keys(saved: dict[str, Any], current: dict[str, Any], defining: tuple[str, ...]) -> list[str]:
     def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in d.items():
@@ -65,7 +46,7 @@ def _changed_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
     a, b = flat(saved), flat(current)
     keys = sorted(set(a) | set(b))
-    return [k for k in keys if k.startswith(_DEFINING) and a.get(k) != b.get(k)]
+    return [k for k in keys if k.startswith(defining) and a.get(k) != b.get(k)]
 
 
 class Trainer:
@@ -80,13 +61,30 @@ class Trainer:
         groups = optimizer_groups(self.params, cfg.outer_lr, cfg.rates_lr)  # training.rates_lr: Meta-SGD's rates
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(groups, lr=cfg.outer_lr)
-        elif cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=cfg.outer_lr)
         else:
-            raise ValueError(f"unknown training.optimizer {cfg.optimizer!r}; choose 'adam' or 'sgd'")
+            self.optimizer = torch.optim.SGD(groups, lr=cfg.outer_lr)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.best: float | None = None
+        self.schedule = self._schedule()
+
+    def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """torch's scheduler for ``training.schedule``, at ``self.step``: the group rates start from their
+        ``base_lr`` (the config's) and the scheduler is stepped ``self.step`` times, so that a resumed run follows
+        the rates of an uninterrupted one exactly, and a resumed run with a new ``training.iterations`` or rate
+        follows the schedule those settings give."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"]
+            group.pop("initial_lr", None)
+        cfg = self.exp.config.training
+        if cfg.schedule == "constant":
+            return None
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(cfg.iterations, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()": a replay
+            for _ in range(self.step):
+                schedule.step()
+        return schedule
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -117,7 +115,8 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         tensors, state = load_checkpoint(path)
-        changed = _changed_keys(state.get("config", {}), self.exp.config.to_dict())
+        defining = (*_DEFINING, *self.exp.suite.defining)
+        changed = _changed_keys(state.get("config", {}), self.exp.config.to_dict(), defining)
         if changed:
             raise CheckpointError(
                 f"cannot resume {path} with a different {', '.join(changed)}: these define the run; "
@@ -149,12 +148,14 @@ class Trainer:
             group["base_lr"] = base_lr  # learning rates come from the config, which may change on resume
         self.generator.set_state(tensors["rng/tasks"])
         self.step, self.best = int(state["step"]), state["best"]
+        self.schedule = self._schedule()
 
     # -- one meta-iteration ------------------------------------------------------------------
     def meta_step(self) -> dict[str, float]:
         """Samples a meta-batch, computes the meta-gradient, applies the optimiser."""
         cfg = self.exp.config.training
-        batch = self.exp.sources["train"].sample_batch(cfg.meta_batch_size, self.generator).to(self.exp.device)
+        batch = self.exp.sources["train"].sample_batch(cfg.meta_batch_size, self.generator)
+        batch = batch.to(self.exp.device, self.exp.dtype)
         grads, stats = meta_gradient(self.exp.train_algorithm, self.params, batch, self.exp.strategy, cfg.chunk_size)
         loss, metric = (float(v) for v in stats.mean(0))
         if not math.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads.values()):
@@ -164,12 +165,12 @@ class Trainer:
                 f"non-finite loss ({loss}) or gradient at step {self.step + 1}: training stopped; {where}. "
                 "Lower training.outer_lr or algorithm.inner_lr, or check the data for NaN/inf values."
             )
-        lr = _learning_rate(cfg.outer_lr, cfg.schedule, self.step, cfg.iterations)
-        for group in self.optimizer.param_groups:
-            group["lr"] = _learning_rate(group["base_lr"], cfg.schedule, self.step, cfg.iterations)
+        lr = float(self.optimizer.param_groups[0]["lr"])
         for name, p in self.params.items():
             p.grad = grads[name]
         self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
         self.step += 1
         return {"loss": loss, self.exp.metric: metric, "lr": lr}
 
@@ -188,7 +189,7 @@ class Trainer:
     def _improved(self, value: float) -> bool:
         if self.best is None:
             return True
-        return value > self.best if self.exp.metric == "accuracy" else value < self.best
+        return value > self.best if self.exp.algorithm.metric.higher_is_better else value < self.best
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, resume: bool = False, on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
@@ -227,5 +228,5 @@ class Trainer:
         finally:
             bar.close()
             logger.close()
-        plot_curves(self.run_dir, self.exp.metric)
+        plot_curves_if_installed(self.run_dir, self.exp.metric)
         return {"run_dir": str(self.run_dir), "step": self.step, "best_val": self.best}

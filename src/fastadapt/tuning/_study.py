@@ -4,11 +4,14 @@ Storage follows Optuna's advice: a journal file in the study directory (``Journa
 safe for several processes on one machine; SQLite is not) or a database URL (PostgreSQL) for workers on
 several machines. Re-running the same command continues the study. A trial whose worker died (no heartbeat
 for ``grace`` seconds) is failed and enqueued again, once.
+
+Needs the ``tune`` extra (Optuna, and matplotlib for the plots): ``pip install 'fastadapt[tune]'``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import threading
 import time
@@ -16,10 +19,11 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
+from .._extras import optional, require
 from ..training import Config, ConfigError, Trainer, TrainingError, build_experiment, resolve_config
-from ..training._build import REGRESSION
 from ..training._config import save_config
 from ._space import Dimension, apply, load_space
 
@@ -49,13 +53,18 @@ class TuneResult:
         return asdict(self)
 
 
+def _optuna() -> ModuleType:
+    return require("optuna", "tune", "fastadapt tune")
+
+
 def direction_of(config: Config) -> Literal["minimize", "maximize"]:
-    """Accuracy is maximised, regression MSE minimised."""
-    return "minimize" if config.data.dataset in REGRESSION else "maximize"
+    """The direction in which the run's metric improves (accuracy is maximised, MSE minimised): built once, since the
+    metric is the suite's default unless ``algorithm.metric`` or ``algorithm.loss`` names one."""
+    return "maximize" if build_experiment(config).algorithm.metric.higher_is_better else "minimize"
 
 
 def open_storage(url: str | None, study_dir: Path) -> Any:
-    import optuna
+    optuna = _optuna()
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
@@ -82,7 +91,7 @@ def open_storage(url: str | None, study_dir: Path) -> Any:
 
 
 def make_sampler(name: str, seed: int | None) -> Any:
-    import optuna
+    optuna = _optuna()
 
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
@@ -100,7 +109,7 @@ def make_sampler(name: str, seed: int | None) -> Any:
 
 
 def make_pruner(name: str, config: Config) -> Any:
-    import optuna
+    optuna = _optuna()
 
     every = config.training.val_every
     if name == "hyperband":
@@ -152,7 +161,7 @@ def recover_stale_trials(study: Any, grace: float) -> list[int]:
 
 
 def _objective(base: Config, space: list[Dimension], study_dir: Path) -> Any:
-    import optuna
+    optuna = _optuna()
 
     def objective(trial: Any) -> float:
         params = {d.key: d.suggest(trial) for d in space}
@@ -197,7 +206,7 @@ class TuneJob:
 @contextlib.contextmanager
 def _open_study(job: TuneJob, base: Config) -> Iterator[Any]:
     """The study, created or loaded; a database storage's connections are closed afterwards."""
-    import optuna
+    optuna = _optuna()
 
     storage = open_storage(job.storage_url, Path(job.study_dir))
     try:
@@ -217,7 +226,7 @@ def _open_study(job: TuneJob, base: Config) -> Iterator[Any]:
 
 def run_worker(job: TuneJob, worker: int = 0) -> None:
     """Runs trials until the study has ``job.trials`` complete or pruned ones (shared by all workers)."""
-    import optuna
+    optuna = _optuna()
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
@@ -246,8 +255,7 @@ def _finished(study: Any) -> int:
 
 def tune(job: TuneJob, workers: int = 1, grace: float = 6 * HEARTBEAT_S) -> TuneResult:
     """Runs (or continues) a study with ``workers`` processes, then writes the best config and the plots."""
-
-    import optuna
+    optuna = _optuna()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if workers < 1:
@@ -305,35 +313,77 @@ def _summarise(job: TuneJob, base: Config, study: Any) -> TuneResult:
         n_complete=len(complete),
         n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
         n_failed=sum(t.state == TrialState.FAIL for t in trials),
-        plots=plot_study(study, study_dir) if complete else [],
+        plots=plot_study(study, study_dir) if complete and optional("matplotlib", "plots", "the study plots") else [],
     )
 
 
 def plot_study(study: Any, study_dir: Path) -> list[str]:
-    """Optimisation history, parameter importances and intermediate values as PNG (Optuna's matplotlib
-    visualisation); a plot Optuna cannot draw yet (e.g. importances from one trial) is skipped."""
-    import matplotlib
+    """Optimisation history, parameter importances and intermediate values as PNG; a plot with nothing to show
+    yet (e.g. importances from one trial, which Optuna warns are all equal) is skipped.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as views
+    Drawn here on matplotlib ``Figure`` objects: Optuna's matplotlib views draw on the global current figure and
+    switch the global style sheet to ggplot, and a library leaves the user's backend and style alone.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed (``pip install 'fastadapt[plots]'``).
+    """
+    require("matplotlib", "plots", "the study plots")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     written = []
-    for name, draw in (
-        ("history", views.plot_optimization_history),
-        ("importances", views.plot_param_importances),
-        ("intermediate", views.plot_intermediate_values),
-    ):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna marks its matplotlib views experimental
-            try:
-                draw(study)
-            except (ValueError, RuntimeError):
-                plt.close("all")
-                continue
-        figure = plt.gcf()
-        path = study_dir / f"{name}.png"
-        figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(figure)
-        written.append(str(path))
+    for name, draw in (("history", _draw_history), ("importances", _draw_importances), ("intermediate", _draw_steps)):
+        fig = Figure(figsize=(7, 4))
+        FigureCanvasAgg(fig)
+        if draw(fig.add_subplot(), study):
+            path = study_dir / f"{name}.png"
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            written.append(str(path))
     return written
+
+
+def _draw_history(ax: Any, study: Any) -> bool:
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not trials:
+        return False
+    numbers, values = [t.number for t in trials], [float(t.value) for t in trials]
+    best = itertools.accumulate(values, min if study.direction == StudyDirection.MINIMIZE else max)
+    ax.plot(numbers, values, "o", label="trial")
+    ax.step(numbers, list(best), where="post", label="best so far")
+    ax.set(xlabel="trial", ylabel="objective value", title="optimisation history")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return True
+
+
+def _draw_importances(ax: Any, study: Any) -> bool:
+    optuna = _optuna()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            importances = optuna.importance.get_param_importances(study)
+        except (ValueError, RuntimeError):  # no parameter, or one that never varies
+            return False
+    if not importances or caught:  # Optuna warns when they are not meaningful (e.g. one trial: all equal)
+        return False
+    names = list(importances)[::-1]  # the most important on top
+    ax.barh(names, [importances[n] for n in names])
+    ax.set(xlabel="importance for the objective value (Optuna's default evaluator)", title="parameter importances")
+    return True
+
+
+def _draw_steps(ax: Any, study: Any) -> bool:
+    trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    if not trials:
+        return False
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        ax.plot(steps, [t.intermediate_values[k] for k in steps], ".-", alpha=0.7, label=f"trial {t.number}")
+    ax.set(xlabel="meta-iteration", ylabel="validation value", title="intermediate values")
+    ax.grid(alpha=0.3)
+    if len(trials) <= 10:
+        ax.legend(fontsize=7)
+    return True

@@ -1,0 +1,25 @@
+"""The one place that uses private torch API, so that a torch upgrade that moves it breaks one module.
+
+``torch._C._functorch.peek_interpreter_stack`` tells whether a ``torch.func`` transform (``vmap``, ``grad``) is
+active. torch has no public way to ask, and two code paths need to: inner-loop gradients (``torch.autograd.grad``
+is ~15 % faster per task on Conv4 than ``torch.func.grad`` but cannot run under ``vmap``) and the primitive
+batch-norm (torch's native kernel gives wrong second-order gradients under ``vmap``). A tensor seen inside
+``grad`` inside ``vmap`` is a grad wrapper around a batched tensor, so testing the tensor is not enough.
+
+``torch.nn.modules.batchnorm._NormBase`` is the base of every batch and instance norm (``BatchNorm1d/2d/3d``,
+``SyncBatchNorm``, ``InstanceNorm*``, the lazy variants): the one type that says "has running statistics" without
+listing them all.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: The base class of torch's batch and instance norms (the modules with running-statistics buffers).
+RunningStatsNorm: type[nn.Module] = nn.modules.batchnorm._NormBase
+
+
+def under_functorch() -> bool:
+    """Whether the caller runs inside a ``torch.func`` transform (``vmap``, ``grad``, ...)."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
