@@ -85,7 +85,8 @@ def test_losses_and_metrics_by_name_and_callable() -> None:
 
     custom = MAML(model, loss=hinge, metric="accuracy")
     assert custom.loss is hinge and custom.metric.name == "accuracy"
-    assert MAML(model, loss=hinge).metric.name == "hinge"  # no metric: the loss itself, lower is better
+    assert MAML(model, loss=hinge).metric.name == "query_loss"  # no metric: the loss itself, lower is better
+    assert MAML(model, loss=F.cross_entropy).metric.name == "accuracy"  # a named loss passed as a function
     x, y = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1, 0])
     params = custom.init_params()
     loss, stats = custom.objective(params, x, y, x, y)

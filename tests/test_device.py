@@ -275,6 +275,8 @@ def test_to_placement_casts_floats_only() -> None:
     assert to_placement(torch.ones(3), params).dtype == F64
     assert to_placement(torch.arange(3), params).dtype == torch.int64
     assert to_placement(torch.ones(3, dtype=torch.bool), params).dtype == torch.bool
+    x = torch.ones(3)
+    assert to_placement(x, {}) is x  # a parameter-free algorithm: nothing to follow
 
 
 # -- CUDA ----------------------------------------------------------------------------------------------------

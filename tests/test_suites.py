@@ -3,6 +3,7 @@ group both run from the CLI; a suite owns its config section, and its defining k
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -14,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from fastadapt.cli import main
+from fastadapt.recsys import RecsysConfig
 from fastadapt.training import (
     ConfigError,
     Suite,
@@ -22,8 +24,10 @@ from fastadapt.training import (
     _suites,
     build_experiment,
     config_from_dict,
+    load_checkpoint,
     register_suite,
     resolve_config,
+    save_checkpoint,
     suite_for,
     suites,
 )
@@ -148,7 +152,8 @@ def test_sections_belong_to_their_suite() -> None:
     assert config.to_dict()["recsys"]["synthetic_users"] == 50
     assert "recsys" in config_from_dict({"data": {"dataset": "movielens"}}).to_dict()  # defaults written out
     with pytest.raises(ConfigError, match=re.escape("config section 'recsys' belongs to another task suite than")):
-        config_from_dict({"data": {"dataset": "digits"}, "recsys": {}})
+        config_from_dict({"data": {"dataset": "digits"}, "recsys": {"synthetic_users": 50}})
+    assert "recsys" not in config_from_dict({"data": {"dataset": "digits"}, "recsys": {}}).to_dict()
     with pytest.raises(ConfigError, match=re.escape("unknown config key 'recsy'; valid keys here: name, data,")):
         config_from_dict({"data": {"dataset": "movielens"}, "recsy": {}})
     with pytest.raises(ConfigError, match=re.escape("unknown config key 'recsys.users'; valid keys here: source,")):
@@ -181,3 +186,19 @@ def test_register_suite_in_process(tmp_path: Path) -> None:
     finally:
         _suites._REGISTERED.pop("script", None)
     assert "script" not in suites()
+
+
+def test_a_run_saved_before_suites_owned_their_sections_still_loads_and_resumes(tmp_path: Path) -> None:
+    """Configs written before this layout hold a ``recsys`` section at its defaults whatever the dataset, and
+    lack the keys added since (``algorithm.head``, ``training.threads``): they load, and resume is not refused."""
+    config = resolve_config("digits_maml", ["training.iterations=2", "training.val_every=0", "model.channels=4"])
+    old = config.to_dict() | {"recsys": dataclasses.asdict(RecsysConfig())}
+    for section, key in (("algorithm", "head"), ("algorithm", "loss"), ("training", "threads")):
+        del old[section][key]
+    assert config_from_dict(old).to_dict() == config.to_dict()
+    trainer = Trainer(build_experiment(config), tmp_path / "run", progress=False)
+    trainer.run()
+    tensors, state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors", tensors, state | {"config": old})
+    longer = dataclasses.replace(config, training=dataclasses.replace(config.training, iterations=3))
+    Trainer(build_experiment(longer), tmp_path / "run", progress=False).run(resume=True)

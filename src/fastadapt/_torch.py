@@ -7,8 +7,8 @@ batch-norm (torch's native kernel gives wrong second-order gradients under ``vma
 ``grad`` inside ``vmap`` is a grad wrapper around a batched tensor, so testing the tensor is not enough.
 
 ``torch.nn.modules.batchnorm._NormBase`` is the base of every batch and instance norm (``BatchNorm1d/2d/3d``,
-``SyncBatchNorm``, ``InstanceNorm*``, the lazy variants): the one type that says "has running statistics" without
-listing them all.
+``SyncBatchNorm``, ``InstanceNorm*``, the lazy variants) and ``_BatchNorm`` that of the batch norms alone: the
+types that say "has running statistics" without listing every class.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from torch import nn
 
 #: The base class of torch's batch and instance norms (the modules with running-statistics buffers).
 RunningStatsNorm: type[nn.Module] = nn.modules.batchnorm._NormBase
+#: The base class of torch's batch norms (1d/2d/3d, SyncBatchNorm, lazy).
+BatchNormBase: type[nn.Module] = nn.modules.batchnorm._BatchNorm
 
 
 def under_functorch() -> bool:

@@ -11,8 +11,8 @@ from typing import Any
 import click
 import torch
 
-from .algorithms import REGISTRY
 from ._extras import MissingExtraError
+from .algorithms import REGISTRY
 from .data_cli import data as data_group
 from .recsys import RecsysData, read_ratings, user_categories
 from .recsys import recommend as recommend_items
@@ -23,6 +23,7 @@ from .training import (
     TrainingError,
     build_experiment,
     evaluate_run,
+    load_errors,
     load_run,
     resolve_config,
     shipped_configs,
@@ -66,6 +67,8 @@ def suites() -> None:
     for name, suite in sorted(all_suites().items()):
         about = getattr(suite, "description", "")
         click.echo(f"{name:12s} datasets: {', '.join(suite.datasets)}" + (f"  ({about})" if about else ""))
+    for error in load_errors():
+        click.echo(f"error: {error}", err=True)
 
 
 @main.command()

@@ -3,14 +3,13 @@ descent on a parameter dict."""
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .._torch import RunningStatsNorm, under_functorch
+from .._torch import BatchNormBase, RunningStatsNorm, under_functorch
 from ..typing import LossFn, Params
 
 #: torch's own normalisation layers whose kernels give wrong second-order gradients under ``vmap`` (torch 2.13,
@@ -18,28 +17,25 @@ from ..typing import LossFn, Params
 #: group norm agrees to 4e-16 and is not listed).
 NATIVE_NORMS: tuple[type[nn.Module], ...] = (RunningStatsNorm, nn.LayerNorm)
 
-_STATISTICS: weakref.WeakKeyDictionary[nn.Module, dict[str, None]] = weakref.WeakKeyDictionary()
-
 
 def _no_running_statistics(module: nn.Module) -> dict[str, None]:
-    """``None`` for every running-statistics buffer of the norm layers in ``module`` (cached per module).
+    """``None`` for every running-statistics buffer of the batch-norm layers in ``module``.
 
     Passed to ``functional_call``, a stock ``nn.BatchNorm*d`` then normalises by the statistics of the batch it
     sees, in train and eval mode alike (its forward uses batch statistics when there are no running ones), and
     the module's own ``running_mean`` / ``running_var`` / ``num_batches_tracked`` are never touched: adaptation
     on one task must not leak into the next, and vmap cannot write a batched statistic into a shared buffer.
+    Found anew on every call (a walk over the sub-modules, microseconds), so a swapped layer is never missed.
+    Instance norms are left alone: they normalise each example by itself, and one built with
+    ``track_running_stats=True`` needs its buffers in eval mode.
     """
-    cached = _STATISTICS.get(module)
-    if cached is None:
-        cached = {
-            f"{name}.{buffer}" if name else buffer: None
-            for name, sub in module.named_modules()
-            if isinstance(sub, RunningStatsNorm)
-            for buffer in ("running_mean", "running_var", "num_batches_tracked")
-            if getattr(sub, buffer, None) is not None
-        }
-        _STATISTICS[module] = cached
-    return cached
+    return {
+        f"{name}.{buffer}" if name else buffer: None
+        for name, sub in module.named_modules()
+        if isinstance(sub, BatchNormBase)
+        for buffer in ("running_mean", "running_var", "num_batches_tracked")
+        if getattr(sub, buffer, None) is not None
+    }
 
 
 def forward(module: nn.Module, params: Params, x: Tensor) -> Tensor:

@@ -23,8 +23,9 @@ from ._functional import forward
 HeadSpec = str | Sequence[str]
 
 
-class _Reached(Exception):
-    """Raised by the head's pre-hook with the head's input, ending the forward."""
+class _Reached(BaseException):
+    """Raised by the head's pre-hook with the head's input, ending the forward (a ``BaseException``, so that a
+    user's ``except Exception`` in a forward does not swallow it)."""
 
     def __init__(self, features: Tensor) -> None:
         super().__init__()
@@ -99,11 +100,11 @@ class HeadSplit:
         head = self._single("features")
         thread = threading.get_ident()
 
-        def stop(_: nn.Module, args: tuple[Any, ...]) -> None:
+        def stop(_: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             if threading.get_ident() == thread:  # another thread's forward through the same model runs on
-                raise _Reached(args[0])
+                raise _Reached(args[0] if args else next(iter(kwargs.values())))
 
-        handle = head.register_forward_pre_hook(stop)
+        handle = head.register_forward_pre_hook(stop, with_kwargs=True)
         try:
             forward(self.model, params, x)
         except _Reached as reached:

@@ -82,14 +82,15 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
 
 
 def resolve_metric(metric: str | Metric | None, loss: str | LossFn) -> Metric:
-    """A :class:`Metric` from a name, a ``Metric``, or ``None``: the default of a named loss, else the loss."""
+    """A :class:`Metric` from a name, a ``Metric``, or ``None``: the default of a named loss (or of one of
+    :data:`LOSSES` passed as a function), else the query loss itself, lower is better."""
     if isinstance(metric, Metric):
         return metric
     if metric is None:
-        if isinstance(loss, str) and loss in DEFAULT_METRIC:
-            return METRICS[DEFAULT_METRIC[loss]]
-        fn = resolve_loss(loss)
-        return Metric(getattr(fn, "__name__", "loss"), fn, False)
+        named = loss if isinstance(loss, str) else next((k for k, f in LOSSES.items() if f is loss), None)
+        if named in DEFAULT_METRIC:
+            return METRICS[DEFAULT_METRIC[named]]
+        return Metric("query_loss", resolve_loss(loss), False)
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)} or pass a fastadapt Metric")
     return METRICS[metric]

@@ -47,7 +47,7 @@ class ANIL:
     def second_order(self) -> nn.Module | None:
         if self.first_order:
             return None
-        return self.split.module or self.model
+        return self.split.module if self.split.module is not None else self.model
 
     def init_params(self) -> Params:
         return module_params(self.model)

@@ -40,7 +40,12 @@ class ProtoNet:
 
     def __post_init__(self) -> None:
         resolve_objective(self)
-        object.__setattr__(self, "split", None if self.head is None else HeadSplit(self.model, self.head))
+        split = None if self.head is None else HeadSplit(self.model, self.head)
+        if split is not None and split.module is None:
+            raise ValueError(
+                f"ProtoNet embeds with what feeds its head: algorithm.head={self.head!r} must be one sub-module"
+            )
+        object.__setattr__(self, "split", split)
 
     def init_params(self) -> Params:
         params = module_params(self.model)

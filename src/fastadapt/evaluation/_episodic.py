@@ -56,10 +56,13 @@ def placement(params: Params) -> tuple[torch.device, torch.dtype]:
 
 
 def to_placement(tensor: Tensor, params: Params) -> Tensor:
-    """``tensor`` on the parameters' device; cast to their floating-point type when it is floating point (class
-    ids, indices and masks keep theirs), as :meth:`Task.to <fastadapt.tasks.Task.to>` casts a task."""
-    device, dtype = placement(params)
-    return tensor.to(device, dtype if tensor.is_floating_point() else tensor.dtype)
+    """``tensor`` on the parameters' device (:func:`placement`), cast to their floating-point type when it is
+    floating point (class ids, indices and masks keep theirs), as :meth:`Task.to <fastadapt.tasks.Task.to>` casts a
+    task. Parameters with no floating-point tensor (a parameter-free algorithm) leave ``tensor`` as it is."""
+    reference = next((v for v in params.values() if v.is_floating_point()), None)
+    if reference is None:
+        return tensor
+    return tensor.to(reference.device, reference.dtype if tensor.is_floating_point() else tensor.dtype)
 
 
 def score_task(algorithm: Algorithm, params: Params, task: Task, steps: int | None = None) -> float:

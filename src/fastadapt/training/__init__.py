@@ -29,6 +29,7 @@ from ._suites import GROUP as GROUP
 from ._suites import Suite as Suite
 from ._suites import SuiteParts as SuiteParts
 from ._suites import TaskSuite as TaskSuite
+from ._suites import load_errors as load_errors
 from ._suites import register_suite as register_suite
 from ._suites import suite_for as suite_for
 from ._suites import suites as suites

@@ -141,6 +141,7 @@ def _algorithm(config: Config, model: nn.Module, loss: Any, metric: Any, ways: i
 def build_experiment(config: Config) -> Experiment:
     """Builds data sources, model and algorithm; the model's initial weights come from the seed."""
     apply_threads(config.training.threads)
+    device = resolve_device(config.training.device)  # before loading data: a wrong device fails at once
     torch.manual_seed(config.training.seed)
     suite = suite_for(config.data.dataset)
     parts = suite.build(config)
@@ -156,7 +157,6 @@ def build_experiment(config: Config) -> Experiment:
                 "(only protonet and a classifying hypernet train on more ways than they are tested on)"
             )
         train_algorithm = _algorithm(config, model, parts.loss, parts.metric, train_ways)
-    device = resolve_device(config.training.device)
     strategy: str = config.training.strategy
     if strategy == "auto":
         strategy = default_strategy(model, device, train_algorithm)

@@ -83,7 +83,7 @@ class TrainingConfig:
     strategy: Literal["auto", "loop", "vmap", "chunked"] = "auto"
     chunk_size: int = 8
     device: str = "auto"  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps
-    threads: int | None = None  # torch intra-op threads (default: $FASTADAPT_THREADS, else fastadapt's default)
+    threads: int | None = None  # torch intra-op threads (default: $FASTADAPT_THREADS, else 1: README, threads)
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,16 @@ class Config:
         return kinds[name]()
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: _plain(dataclasses.asdict(getattr(self, f.name))) for f in dataclasses.fields(self)[1:-1]}
-        out = {"name": self.name} | out
-        return out | {name: _plain(dataclasses.asdict(value)) for name, value in self.sections.items()}
+        """Every key, the suite's sections included (their defaults where the config had none)."""
+        out: dict[str, Any] = {"name": self.name}
+        out |= {name: _plain(dataclasses.asdict(getattr(self, name))) for name in CORE_SECTIONS}
+        try:
+            own = _section_types(self.data.dataset)
+        except ConfigError:  # an unknown dataset: nothing to fill in (building the run reports it)
+            own = {}
+        for name in dict.fromkeys([*own, *self.sections]):
+            out[name] = _plain(dataclasses.asdict(self.section(name)))
+        return out
 
 
 def _plain(value: Any) -> Any:
@@ -224,17 +231,19 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     core = {k: v for k, v in values.items() if k == "name" or k in CORE_SECTIONS}
     config: Config = _build(Config, core, "")
     own = _section_types(config.data.dataset)
-    for key in values:
+    for key in list(values):
         if key not in core and key not in own:
             every = _section_types()
             valid = ", ".join(["name", *CORE_SECTIONS, *own])
+            if key in every and _convert(values[key], every[key], key) == every[key]():
+                continue  # another suite's section at its defaults: what runs saved before suites owned them
             if key in every:
                 raise ConfigError(
                     f"config section '{key}' belongs to another task suite than data.dataset={config.data.dataset!r}'s;"
                     f" remove it (valid sections here: {valid})"
                 )
             raise ConfigError(f"unknown config key '{key}'; valid keys here: {valid}")
-    sections = {key: _convert(values.get(key, {}), kind, key) for key, kind in own.items()}
+    sections = {key: _convert(values.get(key, {}), kind, key) for key, kind in own.items()}  # defaults filled in
     return dataclasses.replace(config, sections=sections)
 
 

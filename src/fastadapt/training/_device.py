@@ -36,12 +36,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_threads(threads: int | None) -> int | None:
-    """The intra-op thread count to set: ``threads``, else ``$FASTADAPT_THREADS``, else ``None`` (torch's own)."""
+#: Torch intra-op threads when neither ``training.threads`` nor ``$FASTADAPT_THREADS`` says: one. Measured by
+#: ``benchmarks/threads.py`` on a 2-core machine (README, "Devices and threads"): on an idle machine two threads
+#: were no faster than one for the shipped digits and sinusoid runs (0.88x, 1.01x), 1.55x for Omniglot ProtoNet's
+#: 60-way episodes; with a second training beside it, two threads ran 0.31x and 0.08x of one idle thread where one
+#: thread kept 0.57x and 0.62x (OpenMP threads spinning at barriers for a core they do not get). OpenMP's passive
+#: wait policy rescued two threads only partly (0.34x, 0.52x) and slowed the idle case.
+DEFAULT_THREADS = 1
+
+
+def resolve_threads(threads: int | None) -> int:
+    """The intra-op thread count: ``threads``, else ``$FASTADAPT_THREADS``, else :data:`DEFAULT_THREADS`."""
     if threads is None:
         raw = os.environ.get(THREADS_ENV)
         if raw is None or not raw.strip():
-            return None
+            return DEFAULT_THREADS
         try:
             threads = int(raw)
         except ValueError:
@@ -57,6 +66,6 @@ def resolve_threads(threads: int | None) -> int | None:
 def apply_threads(threads: int | None) -> int:
     """Sets torch's intra-op threads (see :func:`resolve_threads`) and returns the number in force."""
     chosen = resolve_threads(threads)
-    if chosen is not None and chosen != torch.get_num_threads():
+    if chosen != torch.get_num_threads():
         torch.set_num_threads(chosen)
     return torch.get_num_threads()

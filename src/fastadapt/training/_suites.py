@@ -150,13 +150,31 @@ def _installed() -> tuple[dict[str, TaskSuite], tuple[str, ...]]:
         except Exception as error:  # a broken third-party suite must not hide the others; it is reported
             errors.append(f"suite entry point {point.name} = {point.value} failed to load: {error}")
             continue
+        served = {d: s.name for s in found.values() for d in s.datasets}
+        clash = sorted(set(suite.datasets) & set(served))
+        if clash:
+            errors.append(
+                f"suite {suite.name!r} ({point.value}) serves {clash}, already served by {served[clash[0]]!r}"
+            )
+            continue
         found[suite.name] = suite
     return found, tuple(errors)
 
 
 def suites() -> dict[str, TaskSuite]:
     """Every suite: those installed through the entry-point group, then those registered in this process."""
-    return _installed()[0] | _REGISTERED
+    found = _installed()[0] | _REGISTERED
+    if not found:
+        raise ConfigError(
+            f"no task suites found in the {GROUP!r} entry-point group{''.join(f'; {e}' for e in _installed()[1])}: "
+            "fastadapt's own are registered by its install metadata, so (re)install it (pip install -e .)"
+        )
+    return found
+
+
+def load_errors() -> tuple[str, ...]:
+    """Why installed suites failed to load (``fastadapt suites`` prints them)."""
+    return _installed()[1]
 
 
 def suite_for(dataset: str) -> TaskSuite:

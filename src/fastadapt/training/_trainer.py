@@ -23,7 +23,7 @@ from ..evaluation import EvalResult, evaluate
 from ..typing import Params
 from ._build import Experiment
 from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ._config import save_config
+from ._config import ConfigError, config_from_dict, save_config
 from ._logging import RunLogger, plot_curves_if_installed
 
 LAST, BEST = "last.safetensors", "best.safetensors"
@@ -61,8 +61,12 @@ class Trainer:
         groups = optimizer_groups(self.params, cfg.outer_lr, cfg.rates_lr)  # training.rates_lr: Meta-SGD's rates
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(groups, lr=cfg.outer_lr)
-        else:
+        elif cfg.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=cfg.outer_lr)
+        else:  # a Config built in Python skips the loader's checks
+            raise ValueError(f"unknown training.optimizer {cfg.optimizer!r}; choose 'adam' or 'sgd'")
+        if cfg.schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown training.schedule {cfg.schedule!r}; choose 'constant' or 'cosine'")
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.best: float | None = None
@@ -102,6 +106,7 @@ class Trainer:
                 else:
                     scalars.setdefault(str(index), {})[key] = value
         tensors["rng/tasks"] = self.generator.get_state()
+        tensors["rng/torch"] = torch.get_rng_state()  # a user model's dropout draws from the global generator
         state = {
             "step": self.step,
             "best": self.best,
@@ -116,7 +121,12 @@ class Trainer:
     def restore(self, path: Path) -> None:
         tensors, state = load_checkpoint(path)
         defining = (*_DEFINING, *self.exp.suite.defining)
-        changed = _changed_keys(state.get("config", {}), self.exp.config.to_dict(), defining)
+        saved = state.get("config", {})
+        try:  # keys added since the checkpoint was written count as their defaults
+            saved = config_from_dict(saved).to_dict()
+        except ConfigError:
+            pass
+        changed = _changed_keys(saved, self.exp.config.to_dict(), defining)
         if changed:
             raise CheckpointError(
                 f"cannot resume {path} with a different {', '.join(changed)}: these define the run; "
@@ -147,6 +157,8 @@ class Trainer:
         for group, base_lr in zip(self.optimizer.param_groups, current, strict=True):
             group["base_lr"] = base_lr  # learning rates come from the config, which may change on resume
         self.generator.set_state(tensors["rng/tasks"])
+        if "rng/torch" in tensors:
+            torch.set_rng_state(tensors["rng/torch"])
         self.step, self.best = int(state["step"]), state["best"]
         self.schedule = self._schedule()
 
