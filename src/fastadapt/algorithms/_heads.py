@@ -5,6 +5,10 @@ sub-module (``"classifier"``, ``"fc"``, ``"head"``) or a list of parameter-name 
 else. With one sub-module, the body's features are the input that the model's forward hands that sub-module,
 captured by a forward pre-hook that stops the forward there: the user's ``forward`` runs unchanged, no module is
 copied or patched, and the body's work is done once per example however many inner steps follow.
+
+The split assumes what fastadapt's own models do: the forward applies the head once, last, to the body's output,
+so that ``model(x) == head(features(x))``. Work the forward does after the head (a temperature, a reshape) is
+skipped by ANIL, ProtoNet and the hypernetwork; fold it into the head module instead.
 """
 
 from __future__ import annotations

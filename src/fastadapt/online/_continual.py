@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..algorithms import Algorithm, gradient_descent, subset
@@ -226,8 +227,8 @@ def _default_lr(algorithm: Algorithm, params: Params) -> float | Params:
 
 
 def _classifies(algorithm: Algorithm) -> bool:
-    """Whether the algorithm's outputs are class logits (its metric is accuracy)."""
-    return algorithm.metric.name == "accuracy"
+    """Whether the algorithm's outputs are class logits scored by their argmax (cross-entropy or accuracy)."""
+    return algorithm.loss is F.cross_entropy or algorithm.metric.name == "accuracy"
 
 
 def _scores(classifies: bool, outputs: Tensor, y: Tensor) -> np.ndarray:

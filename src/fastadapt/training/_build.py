@@ -113,6 +113,8 @@ def algorithm_options(config: Config, parts_loss: Any, parts_metric: Any, ways: 
         "metric": a.metric if a.metric is not None else (None if a.loss is not None else parts_metric),
     }
     head = a.head if isinstance(a.head, str) else list(a.head)
+    if a.head != "head" and a.name not in ("anil", "protonet", "hypernet"):
+        raise ConfigError(f"algorithm.head applies to anil, protonet and hypernet, not {a.name!r}; remove it")
     if a.name == "protonet":
         if ways is None:
             raise ConfigError(f"algorithm.name=protonet classifies, but data.dataset={config.data.dataset!r} does not")

@@ -97,7 +97,7 @@ class Suite:
     Args:
         name: the suite's name (``fastadapt suites`` lists it).
         datasets: the ``data.dataset`` values it serves.
-        build: ``config -> SuiteParts``.
+        build_parts: ``config -> SuiteParts`` (what :meth:`build` calls).
         sections: its config sections, name -> frozen dataclass.
         defining: keys of its sections that define a run (see :attr:`TaskSuite.defining`).
         evaluator: ``(experiment, params, **options) -> report`` for its own evaluation; ``None``: the engine's.
