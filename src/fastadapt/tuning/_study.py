@@ -305,7 +305,7 @@ def _summarise(job: TuneJob, base: Config, study: Any) -> TuneResult:
     return TuneResult(
         study=job.study_name,
         storage=job.storage_url or str(study_dir / JOURNAL),
-        direction=direction_of(base),
+        direction="maximize" if study.direction.name == "MAXIMIZE" else "minimize",
         best_value=best_value,
         best_params=best_params,
         best_config=best_config,
