@@ -11,6 +11,7 @@ from torch import nn
 from ._protocol import Algorithm
 from .anil import ANIL
 from .hypernet import HyperNet
+from .logistic import Logistic
 from .maml import MAML
 from .metasgd import MetaSGD
 from .protonet import ProtoNet
@@ -35,6 +36,11 @@ REGISTRY: dict[str, Entry] = {
     "metasgd": Entry("Meta-SGD: learned per-parameter learning rates", "Li et al. 2017, arXiv:1707.09835", MetaSGD),
     "reptile": Entry("Reptile: meta model averaging", "Nichol et al. 2018, arXiv:1803.02999", Reptile),
     "protonet": Entry("Prototypical Networks", "Snell et al. 2017, arXiv:1703.05175", ProtoNet),
+    "logistic": Entry(
+        "logistic regression on frozen (pretrained) features; no meta-training",
+        "RFS, Tian et al. 2020, arXiv:2003.11539",
+        Logistic,
+    ),
     "hypernet": Entry(
         "task -> weights generator (hypernetwork); optional refinement steps",
         "Ha et al. 2016, arXiv:1609.09106; VERSA, Gordon et al. 2019, arXiv:1805.09921",

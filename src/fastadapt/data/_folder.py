@@ -66,20 +66,8 @@ def _pool(
     return LabelledPool(_read_images(paths, image_size, mode), targets, class_names)
 
 
-def load_image_folder(
-    root: Path | str, image_size: int | tuple[int, int] | None = None, *, mode: str = "RGB"
-) -> LabelledPool:
-    """Images laid out as ``root/<class>/<image>``, one class per sub-folder (class ids in sorted order).
-
-    Args:
-        root: the folder of class folders.
-        image_size: resize every image to this side (or ``(H, W)``); if None, all images must share a size.
-        mode: the Pillow mode to convert to: ``"RGB"`` (3 channels) or ``"L"`` (grey, 1 channel).
-
-    Returns:
-        A pool of ``(n, C, H, W)`` float32 images in [0, 1]. Everything is held in memory: mini-ImageNet's
-        60,000 84x84 RGB images take 5 GB.
-    """
+def list_image_folder(root: Path | str) -> tuple[list[Path], list[str]]:
+    """The image files of ``root/<class>/<image>`` and their class names (classes and files in sorted order)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; give a folder holding one sub-folder of images per class")
@@ -91,6 +79,25 @@ def load_image_folder(
                 labels.append(folder.name)
     if not paths:
         raise DataError(f"{root} has no images in sub-folders; lay them out as {root}/<class>/<image>")
+    return paths, labels
+
+
+def load_image_folder(
+    root: Path | str, image_size: int | tuple[int, int] | None = None, *, mode: str = "RGB"
+) -> LabelledPool:
+    """Images laid out as ``root/<class>/<image>``, one class per sub-folder (class ids in sorted order), decoded
+    into memory (:func:`fastadapt.data.image_folder_dataset` reads them lazily instead).
+
+    Args:
+        root: the folder of class folders.
+        image_size: resize every image to this side (or ``(H, W)``); if None, all images must share a size.
+        mode: the Pillow mode to convert to: ``"RGB"`` (3 channels) or ``"L"`` (grey, 1 channel).
+
+    Returns:
+        A pool of ``(n, C, H, W)`` float32 images in [0, 1]. Everything is held in memory: mini-ImageNet's
+        60,000 84x84 RGB images take 5 GB.
+    """
+    paths, labels = list_image_folder(root)
     return _pool(paths, labels, image_size, mode)
 
 
@@ -139,27 +146,40 @@ def split_from_files(class_names: Sequence[str], split_dir: Path | str) -> Class
     return ClassSplit(*(tuple(ids[n] for n in classes[part]) for part in _PARTS))
 
 
+def find_split_images(images: Path | str, rows: Sequence[tuple[str, str]], where: str) -> list[Path]:
+    """The file of each ``(filename, label)`` row of a split: ``images/<filename>`` (Ravi's flat layout),
+    ``images/<label>/<filename>`` or ``images/<part>/<label>/<filename>`` (the pre-resized folders that split
+    ``train/``, ``val/``, ``test/``). ``where``: the split files, for the message."""
+    images = Path(images)
+    if not images.is_dir():
+        raise DataError(f"{images} is not a folder; give the folder of the images listed in {where}")
+    parts = [images, *(images / p for p in _PARTS if (images / p).is_dir())]
+    found = []
+    for filename, label in rows:
+        candidates = [base / name for base in parts for name in (filename, f"{label}/{filename}")]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise DataError(
+                f"{filename} (class {label}) is listed in {where} but is neither {images / filename} nor "
+                f"{images / label / filename} (nor under {images}/train|val|test/); put all images of the split in "
+                f"{images}"
+            )
+        found.append(path)
+    return found
+
+
 def load_image_split(
     images: Path | str, split_dir: Path | str, image_size: int | tuple[int, int] | None = None, *, mode: str = "RGB"
 ) -> tuple[LabelledPool, ClassSplit]:
-    """The images listed in Ravi & Larochelle split CSVs (``split_dir/{train,val,test}.csv``), found at
-    ``images/<filename>`` (Ravi's flat layout) or ``images/<label>/<filename>``, with their split.
+    """The images listed in Ravi & Larochelle split CSVs (``split_dir/{train,val,test}.csv``), found as
+    :func:`find_split_images` does, with their split, decoded into memory.
 
     Returns:
         ``(pool, split)``: ``(n, C, H, W)`` float32 images in [0, 1], classes in sorted order.
     """
-    images, split_dir = Path(images), Path(split_dir)
+    split_dir = Path(split_dir)
     rows = [row for part in _PARTS for row in read_split_csv(split_dir / f"{part}.csv")]
-    paths = []
-    for filename, label in rows:
-        candidates = (images / filename, images / label / filename)
-        found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
-            raise DataError(
-                f"{filename} (class {label}) is listed in {split_dir} but is neither {candidates[0]} nor "
-                f"{candidates[1]}; put all images of the split in {images}"
-            )
-        paths.append(found)
+    paths = find_split_images(images, rows, str(split_dir))
     pool = _pool(paths, [label for _, label in rows], image_size, mode)
     return pool, split_from_files(pool.class_names, split_dir)
 

@@ -98,15 +98,33 @@ _LAKE_CITE = "Lake, Salakhutdinov & Tenenbaum (2015), Science 350(6266):1332-133
 _CLINC = "https://raw.githubusercontent.com/clinc/oos-eval/828f8093932c8fe6ca7936c3d2e52903b1c523de/data/"
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
 _GROUPLENS_LICENSE = "GroupLens research-only licence: no redistribution, no commercial use"
+#: PyTorch's copy first: the publisher's site (torchvision's first mirror) often answers 403; https throughout.
+_MNIST = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/")
+_RAVI = (
+    "https://raw.githubusercontent.com/twitter/meta-learning-lstm/0df7fc747a219b7dd04e846d75eb8164483b304b/"
+    "data/miniImagenet/"
+)
+_R2D2 = "https://raw.githubusercontent.com/bertinetto/r2d2/9ed0090cb4979113c97d07f75789b9618a308e52/cifar-fs_splits/"
 
 
 def _lake(name: str, size: int, md5: str, content_sha256: str | None = None) -> RemoteFile:
     return RemoteFile(name, (_LAKE + name, _LAKE_RAW + name), size, md5=md5, content_sha256=content_sha256)
 
 
+def _mnist(name: str, size: int, md5: str) -> RemoteFile:
+    return RemoteFile(name, tuple(base + name for base in _MNIST), size, md5=md5)
+
+
+def _split(base: str, name: str, size: int, sha256: str) -> RemoteFile:
+    return RemoteFile(name, (base + name,), size, sha256=sha256)
+
+
 #: The datasets fastadapt knows by name. md5 and sizes of the Omniglot zips are the publisher's (they equal
 #: torchvision's ``Omniglot.zips_md5``); the content digests were computed from the per-PNG sha256 list
-#: of all 32,460 images (see :func:`fastadapt.data.content_digest`).
+#: of all 32,460 images (see :func:`fastadapt.data.content_digest`). The md5 of MNIST's four files and of
+#: CIFAR-100's archive equal torchvision's (``MNIST.resources``, ``CIFAR100.tgz_md5``); the sizes are those of
+#: the published files, as torchvision's and TensorFlow's downloaders report them. The split files' sha256 and
+#: sizes are those of the byte-identical copies shipped in ``fastadapt/data/splits/`` (a test checks them).
 REGISTRY: dict[str, Dataset] = {
     "omniglot": Dataset(
         "omniglot",
@@ -180,6 +198,59 @@ REGISTRY: dict[str, Dataset] = {
         _GROUPLENS_LICENSE,
         "Harper & Konstan (2015), ACM TiiS 5(4)",
         (RemoteFile("ml-1m.zip", (_GROUPLENS + "ml-1m.zip",), md5="c4d9eecfca2ab87c1945afe126590906"),),
+    ),
+    "mnist": Dataset(
+        "mnist",
+        "MNIST: 70,000 handwritten digits, 60,000 for training and 10,000 for testing (28x28 grey, IDX files)",
+        "CC BY-SA 3.0 (as stated by the publishers)",
+        "LeCun, Bottou, Bengio & Haffner (1998), Gradient-based learning applied to document recognition, "
+        "Proc. IEEE 86(11):2278-2324",
+        (
+            _mnist("train-images-idx3-ubyte.gz", 9_912_422, "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            _mnist("train-labels-idx1-ubyte.gz", 28_881, "d53e105ee54ea40749a09fcbcd1e9432"),
+            _mnist("t10k-images-idx3-ubyte.gz", 1_648_877, "9fb629c4189551a2d022fa330f9573f3"),
+            _mnist("t10k-labels-idx1-ubyte.gz", 4_542, "ec29112dd5afa0611ce80d1b7f02629c"),
+        ),
+    ),
+    "cifar100": Dataset(
+        "cifar100",
+        "CIFAR-100: 60,000 32x32 colour images in 100 classes, 50,000 for training and 10,000 for testing "
+        "(Python pickles)",
+        "no licence stated by the publisher; cite the report",
+        "Krizhevsky (2009), Learning Multiple Layers of Features from Tiny Images, tech. report, U. Toronto",
+        (
+            RemoteFile(
+                "cifar-100-python.tar.gz",
+                ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+                169_001_437,
+                md5="eb9058c3a382ffc7106e4002c42a8d85",
+            ),
+        ),
+    ),
+    "miniimagenet-splits": Dataset(
+        "miniimagenet-splits",
+        "mini-ImageNet split of Ravi & Larochelle: filename,label rows for 64 / 16 / 20 classes. The images are "
+        "not distributed (ImageNet terms of access): supply them yourself",
+        "MIT (twitter/meta-learning-lstm); the images: ImageNet terms of access",
+        "Ravi & Larochelle (2017), Optimization as a Model for Few-Shot Learning, ICLR",
+        (
+            _split(_RAVI, "train.csv", 1_228_815, "498519cd8e49ce97ed26a4a3638966698ae41ab35e9c68538319fc9b46ba7d2f"),
+            _split(_RAVI, "val.csv", 307_215, "5658a59921ca027ee76af92949869c5d6f41d77592ff3b18db325a9d10c893b9"),
+            _split(_RAVI, "test.csv", 384_015, "2b7cfa78342995761a572a8158e539bc4e0a80f9bbd7d00c1e17a460fbbb93fa"),
+        ),
+    ),
+    "cifar-fs-splits": Dataset(
+        "cifar-fs-splits",
+        "CIFAR-FS split of Bertinetto et al.: 64 / 16 / 20 CIFAR-100 fine classes, one name a line. The images "
+        "are CIFAR-100's (dataset cifar100)",
+        "MIT (bertinetto/r2d2)",
+        "Bertinetto, Henriques, Torr & Vedaldi (2019), Meta-learning with differentiable closed-form solvers, "
+        "ICLR (arXiv:1805.08136)",
+        (
+            _split(_R2D2, "train.txt", 460, "08d41acf21db7203341442e96b2226276217e379bbf809af34849506af1a8c5e"),
+            _split(_R2D2, "val.txt", 123, "e9ca1bb0404d6f804eb4df42923187eb07052a0c2f87820342b0da1f8c940278"),
+            _split(_R2D2, "test.txt", 142, "3720c9d858fa547dbf71ca80ede1f94a803279cfdedd3f7a9b9d3beb4ce5c020"),
+        ),
     ),
 }
 

@@ -8,3 +8,5 @@ from ._melu import FeatureEmbedding as FeatureEmbedding
 from ._melu import MeLU as MeLU
 from ._mlp import MLP as MLP
 from ._norm import BatchNorm as BatchNorm
+from ._resnet12 import DropBlock as DropBlock
+from ._resnet12 import ResNet12 as ResNet12

@@ -3,6 +3,8 @@ MAML, ProtoNets, Meta-SGD and Reptile on Omniglot."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from ._activations import activation, pool
@@ -18,7 +20,8 @@ class Conv4(nn.Module):
         in_channels: image channels (1 for Omniglot).
         out_features: classes (N of N-way).
         image_size: input height = width (28 for Omniglot, 8 for digits).
-        hidden: filters per block (64 in the papers).
+        hidden: filters per block (64 in the papers; MAML's mini-ImageNet model has 32), or four widths, one per
+            block.
         pooled_blocks: how many of the 4 blocks pool (small images run out of pixels: 8x8 digits use 3).
         act: activation name; pool_kind: "max" or "avg" ("tanh" + "avg" give a smooth twin for
             finite-difference checks).
@@ -31,7 +34,7 @@ class Conv4(nn.Module):
         in_channels: int = 1,
         out_features: int = 5,
         image_size: int = 28,
-        hidden: int = 64,
+        hidden: int | Sequence[int] = 64,
         pooled_blocks: int = 4,
         act: str = "relu",
         pool_kind: str = "max",
@@ -39,10 +42,13 @@ class Conv4(nn.Module):
         super().__init__()
         if not 0 <= pooled_blocks <= 4:
             raise ValueError(f"pooled_blocks must be in 0..4, got {pooled_blocks}")
+        widths = [hidden] * 4 if isinstance(hidden, int) else list(hidden)
+        if len(widths) != 4:
+            raise ValueError(f"Conv4 has four blocks; got widths {widths}")
         blocks: list[nn.Module] = []
         size, channels = image_size, in_channels
-        for i in range(4):
-            blocks += [nn.Conv2d(channels, hidden, 3, padding=1), BatchNorm(hidden)]
+        for i, width in enumerate(widths):
+            blocks += [nn.Conv2d(channels, width, 3, padding=1), BatchNorm(width)]
             if i < pooled_blocks:
                 # Max-pooling commutes with any non-decreasing activation, so pooling first gives the
                 # same function and gradients while the activation touches a quarter of the values.
@@ -51,13 +57,13 @@ class Conv4(nn.Module):
                 size //= 2
             else:
                 blocks.append(activation(act))
-            channels = hidden
+            channels = width
         if size < 1:
             raise ValueError(
                 f"image_size={image_size} is too small for {pooled_blocks} pooling blocks; lower pooled_blocks"
             )
         self.body = nn.Sequential(*blocks, nn.Flatten())
-        self.feature_dim = hidden * size * size
+        self.feature_dim = channels * size * size
         self.head = nn.Linear(self.feature_dim, out_features)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .._extras import optional, require
 from ..algorithms import Algorithm
 from ..recsys import RecsysData, UserTasks, user_task
-from ..tasks import EpisodeSampler, Task
+from ..tasks import EpisodeSampler, PrefetchedEpisodes, Task
 from ..training import (
     CheckpointError,
     Config,
@@ -67,6 +67,8 @@ def stream_tasks(experiment: Experiment, split: str, fresh: bool, seed: int) -> 
     (movielens), episodes with every example used once (``fresh``), or endless samples of a regression family."""
     generator = torch.Generator().manual_seed(stream_seed(seed, split))
     source = experiment.sources[split]
+    if isinstance(source, PrefetchedEpisodes):  # a fresh stream draws its own episodes; they are loaded as drawn
+        source = source.sampler
     if isinstance(experiment.context, RecsysData) and isinstance(source, UserTasks):
         data = experiment.context.data
         tasks: Iterable[Task] = (user_task(data, t) for t in users_in_time_order(data, source.tasks))

@@ -12,14 +12,23 @@ import torch
 from torch import nn
 
 from ..algorithms import Algorithm, build_algorithm, default_strategy, vmap_hazard
-from ..models import MLP, Conv4
-from ..tasks import ClassSplit, ClassTransform, EpisodeSampler, LabelledPool, TaskSource
+from ..models import MLP, Conv4, ResNet12
+from ..tasks import (
+    Augmentation,
+    ClassSplit,
+    ClassTransform,
+    DatasetPool,
+    EpisodeSampler,
+    ExamplePool,
+    PrefetchedEpisodes,
+    TaskSource,
+)
 from ._config import Config, ConfigError, ModelConfig
 from ._device import apply_threads, resolve_device
 from ._suites import TaskSuite, suite_for
 
 #: The models any suite can build from ``model.*`` keys; a suite may offer more (movielens: melu).
-MODELS = ("conv4", "mlp")
+MODELS = ("conv4", "mlp", "resnet12")
 
 
 @dataclass(frozen=True)
@@ -63,33 +72,51 @@ def build_model(config: ModelConfig, input_shape: Sequence[int], out_features: i
     ``(1, 28, 28)``) and ``out_features`` outputs."""
     if config.name == "mlp":
         return MLP(math.prod(input_shape), config.widths, out_features, act=config.act)
-    if config.name == "conv4":
-        if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
-            raise ConfigError(
-                f"model.name=conv4 needs square images (channels, size, size), but the inputs are "
-                f"{tuple(input_shape)}; use model.name=mlp"
-            )
-        return Conv4(
-            input_shape[0],
-            out_features,
-            image_size=input_shape[1],
-            hidden=config.channels,
-            pooled_blocks=config.pooled_blocks,
-            act=config.act,
-            pool_kind=config.pool,
+    if config.name in ("conv4", "resnet12") and (len(input_shape) != 3 or input_shape[1] != input_shape[2]):
+        raise ConfigError(
+            f"model.name={config.name} needs square images (channels, size, size), but the inputs are "
+            f"{tuple(input_shape)}; use model.name=mlp"
         )
+    if config.name == "conv4":
+        if not isinstance(config.channels, int) and len(config.channels) != 4:
+            raise ConfigError(f"model.channels must be one width or four (one per block), got {list(config.channels)}")
+        try:
+            return Conv4(
+                input_shape[0],
+                out_features,
+                image_size=input_shape[1],
+                hidden=config.channels,
+                pooled_blocks=config.pooled_blocks,
+                act=config.act,
+                pool_kind=config.pool,
+            )
+        except ValueError as error:
+            raise ConfigError(f"model: {error}") from None
+    if config.name == "resnet12":
+        if len(config.resnet_widths) != 4:
+            raise ConfigError(f"model.resnet_widths must be four widths, got {list(config.resnet_widths)}")
+        if not 0 <= config.drop_rate < 1:
+            raise ConfigError(f"model.drop_rate must be in [0, 1), got {config.drop_rate}")
+        return ResNet12(input_shape[0], out_features, widths=config.resnet_widths, drop_rate=config.drop_rate)
     raise ConfigError(f"unknown model.name {config.name!r}; choose one of {MODELS}")
 
 
 def episode_samplers(
     config: Config,
-    pool: LabelledPool,
+    pool: ExamplePool,
     split: ClassSplit,
     transforms: dict[str, tuple[ClassTransform, ...]] | None = None,
+    augment: Augmentation | None = None,
 ) -> dict[str, TaskSource]:
     """N-way K-shot samplers of ``task.*`` over the classes of each part of ``split`` (training episodes with
-    ``task.train_ways`` / ``task.train_queries`` where given); ``transforms``: class transforms per part."""
+    ``task.train_ways`` / ``task.train_queries`` where given); ``transforms``: class transforms per part;
+    ``augment``: the training episodes' example augmentation. Over a :class:`DatasetPool`, ``data.workers``
+    processes load the coming episodes (``data.prefetch`` each)."""
     task, transforms = config.task, transforms or {}
+    if config.data.workers < 0 or config.data.prefetch < 1:
+        raise ConfigError(
+            f"data.workers must be >= 0 and data.prefetch >= 1, got {config.data.workers} and {config.data.prefetch}"
+        )
     samplers: dict[str, TaskSource] = {}
     for part in ("train", "val", "test"):
         ways, queries = task.ways, task.queries
@@ -97,11 +124,19 @@ def episode_samplers(
             ways = task.train_ways or ways
             queries = task.train_queries or queries
         try:
-            samplers[part] = EpisodeSampler(
-                pool, split[part], ways, task.shots, queries, class_transforms=transforms.get(part, ())
+            sampler = EpisodeSampler(
+                pool,
+                split[part],
+                ways,
+                task.shots,
+                queries,
+                class_transforms=transforms.get(part, ()),
+                augment=augment if part == "train" else None,
             )
         except ValueError as error:
             raise ConfigError(f"{config.data.dataset} {part} split: {error}") from None
+        lazy = isinstance(pool, DatasetPool)
+        samplers[part] = PrefetchedEpisodes(sampler, config.data.workers, config.data.prefetch) if lazy else sampler
     return samplers
 
 
@@ -113,11 +148,16 @@ def algorithm_options(config: Config, parts_loss: Any, parts_metric: Any, ways: 
         "metric": a.metric if a.metric is not None else (None if a.loss is not None else parts_metric),
     }
     head = a.head if isinstance(a.head, str) else list(a.head)
-    if a.head != "head" and a.name not in ("anil", "protonet", "hypernet"):
-        raise ConfigError(f"algorithm.head applies to anil, protonet and hypernet, not {a.name!r}; remove it")
-    if a.name == "protonet":
+    if a.head != "head" and a.name not in ("anil", "protonet", "hypernet", "logistic"):
+        raise ConfigError(f"algorithm.head applies to anil, protonet, logistic and hypernet, not {a.name!r}; remove it")
+    if a.name in ("protonet", "logistic"):
         if ways is None:
-            raise ConfigError(f"algorithm.name=protonet classifies, but data.dataset={config.data.dataset!r} does not")
+            raise ConfigError(f"algorithm.name={a.name} classifies, but data.dataset={config.data.dataset!r} does not")
+        if a.name == "logistic" and config.training.iterations:
+            raise ConfigError(
+                "algorithm.name=logistic has nothing to meta-train: set training.iterations=0 (with "
+                "training.pretrain_steps to pretrain the body it fits on)"
+            )
         return options | {"ways": ways, "head": head}
     options |= {"inner_lr": a.inner_lr, "inner_steps": a.inner_steps}
     if a.name == "hypernet":
@@ -152,7 +192,7 @@ def build_experiment(config: Config) -> Experiment:
     train_algorithm = algorithm
     train_ways = config.task.train_ways
     if train_ways is not None and train_ways != config.task.ways:
-        if config.algorithm.name not in ("protonet", "hypernet") or ways is None:
+        if config.algorithm.name not in ("protonet", "hypernet", "logistic") or ways is None:
             raise ConfigError(
                 f"task.train_ways={train_ways} differs from task.ways={config.task.ways}, but "
                 f"{config.algorithm.name}'s output layer has one unit per way; remove task.train_ways "

@@ -25,7 +25,16 @@ class DataConfig:
     # omniglot, movielens, clinc150: folder with the files (default: the verified copies in the cache);
     # text: the CSV file (columns text, label; optional group, split)
     root: str | None = None
-    image_size: int = 28  # omniglot: images are resized to image_size x image_size
+    image_size: int = 28  # omniglot, folder, miniimagenet: images are resized to image_size x image_size
+    channels: int | None = None  # folder, miniimagenet: 1 (grey) or 3 (RGB); default: 3
+    split: str | None = None  # folder, dataset: a folder of split files ({train,val,test}.csv or .txt) naming classes
+    class_fractions: tuple[float, ...] = (0.64, 0.16, 0.2)  # folder, dataset without data.split: train/val/test classes
+    mean: tuple[float, ...] = ()  # image datasets: per-channel normalisation after scaling to [0, 1] (empty: none)
+    std: tuple[float, ...] = ()
+    augment: str | None = None  # training episodes: crop_flip | flip | module:callable (on one (C, H, W) tensor)
+    factory: str | None = None  # dataset: module:callable returning a map-style torch Dataset with `targets`
+    workers: int = 0  # lazily loaded datasets: DataLoader worker processes loading the coming episodes
+    prefetch: int = 2  # episodes each worker loads ahead
     encoder: str = "all-MiniLM-L6-v2"  # clinc150, text: a sentence-transformers model, or hashed-ngrams[:N]
     folds: int = 3  # clinc150, text: k of the k-fold over class groups (domains) held out for testing
     fold: int = 0  # clinc150, text: which fold's groups are held out
@@ -43,11 +52,13 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "conv4"  # conv4 | mlp, or a model of the dataset's suite (movielens: melu)
+    name: str = "conv4"  # conv4 | resnet12 | mlp, or a model of the dataset's suite (movielens: melu)
     widths: tuple[int, ...] = (40, 40)  # mlp hidden widths, melu decision layers
     embedding_dim: int = 32  # melu: width of each feature's embedding
     item_ids: bool = True  # melu: also embed the item's id (zero for items without training ratings)
-    channels: int = 64  # conv4 filters per block
+    channels: int | tuple[int, ...] = 64  # conv4 filters per block (one width, or four: one per block)
+    resnet_widths: tuple[int, ...] = (64, 160, 320, 640)  # resnet12: the four residual blocks' widths
+    drop_rate: float = 0.0  # resnet12: DropBlock rate in the last two blocks while training (0: none)
     pooled_blocks: int = 4
     act: Literal["relu", "tanh", "softplus"] = "relu"
     pool: Literal["max", "avg"] = "max"
@@ -71,6 +82,12 @@ class AlgorithmConfig:
 class TrainingConfig:
     iterations: int = 1000
     meta_batch_size: int = 16
+    # Pretrain-then-meta (RFS, Meta-Baseline): first train the body with cross-entropy over all training classes
+    # (a temporary linear head; SGD, momentum 0.9, weight decay 5e-4, cosine rate), keeping the body whose
+    # validation episodes score best; then meta-train from it (iterations=0: evaluate it as it is).
+    pretrain_steps: int = 0  # batches of pretraining (0: none)
+    pretrain_batch_size: int = 64
+    pretrain_lr: float = 0.05
     optimizer: Literal["adam", "sgd"] = "adam"
     outer_lr: float = 0.001
     rates_lr: float | None = None  # metasgd: outer learning rate of the learned inner rates (default: outer_lr)

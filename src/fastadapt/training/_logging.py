@@ -85,7 +85,8 @@ def plot_curves(run_dir: Path, metric: str) -> Path:
     ax_metric.set(xlabel="meta-iteration", ylabel=metric, title=metric)
     for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a run with no meta-iterations (pretraining only) has no train rows
+            ax.legend()
     fig.tight_layout()
     out = run_dir / "curves.png"
     fig.savefig(out, dpi=100)

@@ -49,12 +49,13 @@ def load_run(
         raise ConfigError(f"{run_dir} is not a run directory: it has no config.yaml (train first)")
     overrides = [f"task.{key}={value}" for key, value in (("ways", ways), ("shots", shots)) if value is not None]
     config = load_config(config_path, overrides)
-    if ways is not None and config.algorithm.name not in ("protonet", "hypernet"):
+    if ways is not None and config.algorithm.name not in ("protonet", "hypernet", "logistic"):
         trained = load_config(config_path).task.ways
         if ways != trained:
             raise ConfigError(
                 f"--ways {ways}: this {config.algorithm.name} run was trained with task.ways={trained} and "
-                f"its output layer has {trained} units; only protonet and hypernet runs can be tested at other ways"
+                f"its output layer has {trained} units; only protonet, logistic and hypernet runs can be tested at "
+                "other ways"
             )
     experiment = build_experiment(config)
     path = run_dir / "checkpoints" / f"{checkpoint}.safetensors"

@@ -25,6 +25,7 @@ from ._build import Experiment
 from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ._config import ConfigError, config_from_dict, save_config
 from ._logging import RunLogger, plot_curves_if_installed
+from ._pretrain import pretrain
 
 LAST, BEST = "last.safetensors", "best.safetensors"
 
@@ -34,7 +35,18 @@ class TrainingError(RuntimeError):
 
 
 #: Config keys that define a run; resuming with any of them changed is refused (the suite adds its own).
-_DEFINING = ("data", "task", "model", "algorithm", "training.seed", "training.meta_batch_size", "training.optimizer")
+_DEFINING = (
+    "data",
+    "task",
+    "model",
+    "algorithm",
+    "training.seed",
+    "training.meta_batch_size",
+    "training.optimizer",
+    "training.pretrain",
+)
+#: Keys under a defining prefix that only change how fast a run goes.
+_HOW_FAST = ("data.workers", "data.prefetch")
 
 
 def _changed_keys(saved: dict[str, Any], current: dict[str, Any], defining: tuple[str, ...]) -> list[str]:
@@ -46,7 +58,7 @@ def _changed_keys(saved: dict[str, Any], current: dict[str, Any], defining: tupl
 
     a, b = flat(saved), flat(current)
     keys = sorted(set(a) | set(b))
-    return [k for k in keys if k.startswith(defining) and a.get(k) != b.get(k)]
+    return [k for k in keys if k.startswith(defining) and k not in _HOW_FAST and a.get(k) != b.get(k)]
 
 
 class Trainer:
@@ -198,6 +210,16 @@ class Trainer:
             labels=self.exp.labels(split),
         )
 
+    def _validate_and_keep(self, logger: RunLogger, seed: int) -> float:
+        """Validates, logs, and saves the best checkpoint if the score improved; returns the score."""
+        cfg = self.exp.config.training
+        result = self.validate(cfg.val_episodes, seed)
+        logger.log("val", self.step, **{self.exp.metric: result.mean, "ci95": result.ci95})
+        if self._improved(result.mean):
+            self.best = result.mean
+            self.save(BEST)
+        return result.mean
+
     def _improved(self, value: float) -> bool:
         if self.best is None:
             return True
@@ -216,8 +238,17 @@ class Trainer:
             self.restore(self.checkpoint_dir / LAST)
         save_config(self.exp.config, self.run_dir / "config.yaml")
         logger = RunLogger(self.run_dir, resume_step=self.step if resume else None)
-        bar = tqdm(total=cfg.iterations, initial=self.step, desc="meta-train", disable=not self.progress)
         val_seed = self.exp.config.evaluation.seed + 1  # validation episodes differ from test episodes
+        if not resume and cfg.pretrain_steps:
+            try:
+                pretrain(self.exp, self.params, logger, val_seed, progress=self.progress)
+            except BaseException:
+                logger.close()
+                raise
+            self._validate_and_keep(logger, val_seed)  # the meta-phase must beat the pretrained body
+        if not resume and cfg.iterations == 0:
+            self.save(LAST)
+        bar = tqdm(total=cfg.iterations, initial=self.step, desc="meta-train", disable=not self.progress)
         try:
             while self.step < cfg.iterations:
                 row = self.meta_step()
@@ -227,12 +258,7 @@ class Trainer:
                     logger.log("train", self.step, **row)
                     bar.set_postfix(loss=f"{row['loss']:.3f}", **{self.exp.metric: f"{row[self.exp.metric]:.3f}"})
                 if cfg.val_every and (self.step % cfg.val_every == 0 or self.step == cfg.iterations):
-                    result = self.validate(cfg.val_episodes, val_seed)
-                    validated = result.mean
-                    logger.log("val", self.step, **{self.exp.metric: result.mean, "ci95": result.ci95})
-                    if self._improved(result.mean):
-                        self.best = result.mean
-                        self.save(BEST)
+                    validated = self._validate_and_keep(logger, val_seed)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
                     self.save(LAST)
                 if on_validation is not None and validated is not None:

@@ -1,0 +1,96 @@
+"""ResNet-12, the backbone of TADAM (Oreshkin et al. 2018, arXiv:1805.10123), MetaOptNet (Lee et al. 2019,
+arXiv:1904.03758) and RFS (Tian et al. 2020, arXiv:2003.11539), with the DropBlock of Ghiasi et al. 2018
+(arXiv:1810.12890) as MetaOptNet applies it (the last two blocks, block size 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._norm import BatchNorm
+
+
+class DropBlock(nn.Module):
+    """Drops ``block_size`` x ``block_size`` squares of each feature map while training, rescaling the rest so that
+    the expected activation is unchanged; the identity in eval mode or at ``rate`` 0. Its draws (``torch.rand``
+    over the input's shape) work under ``torch.func.vmap(..., randomness="different")``."""
+
+    def __init__(self, rate: float, block_size: int = 5) -> None:
+        super().__init__()
+        if not 0 <= rate < 1:
+            raise ValueError(f"DropBlock rate must be in [0, 1), got {rate}")
+        self.rate, self.block_size = rate, block_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.rate == 0:
+            return x
+        h, w = x.shape[-2:]
+        block = min(self.block_size, h, w)
+        # gamma: the seed rate that drops about ``rate`` of the positions once seeds grow into blocks (Ghiasi eq. 1)
+        gamma = self.rate / block**2 * (h * w) / ((h - block + 1) * (w - block + 1))
+        seeds = (torch.rand_like(x) < gamma).to(x.dtype)
+        dropped = F.max_pool2d(seeds, block, stride=1, padding=block // 2)
+        dropped = dropped[..., :h, :w]
+        keep = 1 - dropped
+        return x * keep * (keep.numel() / keep.sum().clamp_min(1.0))
+
+
+class _Block(nn.Module):
+    def __init__(self, channels_in: int, channels: int, drop: float, block_size: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels, 3, padding=1, bias=False)
+        self.bn1 = BatchNorm(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = BatchNorm(channels)
+        self.conv3 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn3 = BatchNorm(channels)
+        self.shortcut = nn.Sequential(nn.Conv2d(channels_in, channels, 1, bias=False), BatchNorm(channels))
+        self.drop = DropBlock(drop, block_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.leaky_relu(self.bn1(self.conv1(x)), 0.1)
+        out = F.leaky_relu(self.bn2(self.conv2(out)), 0.1)
+        out = self.bn3(self.conv3(out))
+        out = F.leaky_relu(out + self.shortcut(x), 0.1)
+        return self.drop(F.max_pool2d(out, 2))
+
+
+class ResNet12(nn.Module):
+    """Four residual blocks (three 3x3 convolutions with batch norm and leaky ReLU 0.1, a 1x1 shortcut, 2x2
+    max-pooling), global average pooling, and a linear ``head``. Batch norm uses batch statistics (fastadapt's
+    :class:`BatchNorm`), so every algorithm and batching strategy differentiates it correctly.
+
+    Args:
+        in_channels: image channels.
+        out_features: classes (N of N-way).
+        widths: the blocks' widths (64, 160, 320, 640 in the papers; 12.4 M parameters).
+        drop_rate: DropBlock rate in the last two blocks while training (MetaOptNet: 0.1).
+        drop_block_size: DropBlock's square side.
+
+    Input ``(n, in_channels, H, W)`` with H, W >= 16; output ``(n, out_features)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_features: int = 5,
+        widths: Sequence[int] = (64, 160, 320, 640),
+        drop_rate: float = 0.0,
+        drop_block_size: int = 5,
+    ) -> None:
+        super().__init__()
+        if len(widths) != 4:
+            raise ValueError(f"ResNet-12 has four blocks; got widths {list(widths)}")
+        blocks, channels = [], in_channels
+        for i, width in enumerate(widths):
+            blocks.append(_Block(channels, width, drop_rate if i >= 2 else 0.0, drop_block_size))
+            channels = width
+        self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.feature_dim = channels
+        self.head = nn.Linear(channels, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))  # (n, out_features)
