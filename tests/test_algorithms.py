@@ -28,7 +28,7 @@ from fastadapt.typing import Params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-NAMES = ["anil", "fomaml", "hypernet", "maml", "metasgd", "protonet", "reptile"]
+NAMES = ["anil", "fomaml", "hypernet", "logistic", "maml", "metasgd", "protonet", "reptile"]
 
 
 def small_mlp() -> MLP:
@@ -43,7 +43,7 @@ def test_registry_has_every_algorithm() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_build_each_algorithm(name: str) -> None:
-    options = {"ways": 2} if name in ("protonet", "hypernet") else {}
+    options = {"ways": 2} if name in ("protonet", "hypernet", "logistic") else {}
     algorithm = build_algorithm(name, small_mlp(), **options)
     assert algorithm.name == name and algorithm.loss is F.cross_entropy and algorithm.metric.name == "accuracy"
 

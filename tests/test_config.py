@@ -8,8 +8,12 @@ import pytest
 
 from fastadapt.training import ConfigError, build_experiment, load_config, resolve_config, shipped_configs
 
+#: Shipped configs whose data is not in ../shared/data: tests/test_lazy_datasets.py builds and runs them on generated
+#: files in the published formats.
+GENERATED = ("mnist_maml", "cifarfs_protonet_5w1s", "miniimagenet_protonet_5w1s", "miniimagenet_maml_5w1s")
 
-@pytest.mark.parametrize("name", sorted(shipped_configs()))
+
+@pytest.mark.parametrize("name", sorted(set(shipped_configs()) - set(GENERATED)))
 def test_every_shipped_config_loads_and_builds(name: str, request: pytest.FixtureRequest) -> None:
     overrides = []
     if name.startswith("omniglot"):
@@ -62,7 +66,7 @@ def test_overrides_apply_and_are_typed(tmp_path: Path) -> None:
 def test_unknown_config_name_lists_shipped() -> None:
     with pytest.raises(
         ConfigError,
-        match=r"config 'nope' is neither a file nor a shipped config; shipped: clinc150_anil_5w5s, clinc150_maml_5w5s",
+        match=r"config .nope. is neither a file nor a shipped config; shipped: cifarfs_protonet_5w1s, clinc150_anil",
     ):
         resolve_config("nope")
 

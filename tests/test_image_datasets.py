@@ -28,6 +28,7 @@ from fastadapt.data import (
     cifar_fs_classes,
     cifar_fs_split,
     dataset_dir,
+    download,
     load_cifar100,
     load_mnist,
     miniimagenet_ravi_rows,
@@ -483,3 +484,22 @@ def test_miniimagenet_ravi_rows() -> None:
         classes["train"] & classes["val"] or classes["train"] & classes["test"] or classes["val"] & classes["test"]
     )
     assert rows["train"][0] == ("n0153282900000005.jpg", "n01532829")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "folder"), [("miniimagenet-splits", "miniimagenet_ravi"), ("cifar-fs-splits", "cifar-fs_bertinetto")]
+)
+def test_split_files_download_from_a_mirror_with_the_published_checksums(
+    server: tuple[str, Path], dataset: str, folder: str
+) -> None:
+    url, root = server
+    entry = REGISTRY[dataset]
+    for remote in entry.files:  # the mirror serves the publishers' bytes (fastadapt ships identical copies)
+        serve(root, remote, (SPLITS / folder / remote.name).read_bytes())
+    reports = download(dataset, mirrors=[url], progress=False)
+    assert [r.name for r in reports] == [f.name for f in entry.files]
+    assert all("verified" in r.detail for r in reports)
+    broken = entry.files[0]
+    serve(root, broken, (SPLITS / folder / broken.name).read_bytes()[:-10])  # truncated on the server
+    with pytest.raises(ChecksumError, match=f"sent a file that is not {broken.name}"):
+        download(dataset, mirrors=[url], progress=False, force=True)

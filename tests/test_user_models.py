@@ -215,7 +215,7 @@ def test_the_config_names_the_head_and_the_loss_and_refuses_a_wrong_strategy() -
     with pytest.raises(ConfigError, match=re.escape("algorithm.head must be str or tuple")):
         config_from_dict(base | {"algorithm": {"head": 3}})
     with pytest.raises(
-        ConfigError, match=re.escape("algorithm.head applies to anil, protonet and hypernet, not 'maml'")
+        ConfigError, match=re.escape("algorithm.head applies to anil, protonet, logistic and hypernet, not 'maml'")
     ):
         build_experiment(config_from_dict(base | {"algorithm": {"name": "maml", "head": "classifier"}}))
     with pytest.raises(ConfigError, match=re.escape("unknown loss 'hinge'; choose one of")):

@@ -7,7 +7,7 @@ Datasets (``data.dataset``):
 - ``mnist``: the four IDX files (LeCun et al. 1998); ten classes are too few for honest N-way tasks over disjoint
   splits, so rotations are classes too (:data:`MNIST_SPLIT`).
 - ``miniimagenet``: the Ravi & Larochelle 2017 split (64 / 16 / 20 classes of 600 images), images supplied by the
-  user in ``data.root`` and decoded when an episode holds them.
+  user in ``data.root`` and decoded when an episode holds them (``data.split``: other CSVs of that format).
 - ``cifarfs``: the CIFAR-FS split of Bertinetto et al. 2019 (64 / 16 / 20 CIFAR-100 classes, 32x32).
 - ``folder``: any ``data.root/<class>/<image>`` folder, split by ``data.split`` files or ``data.class_fractions``.
 - ``dataset``: any map-style ``torch.utils.data.Dataset`` with ``targets``, made by ``data.factory`` (an import
@@ -19,6 +19,7 @@ episode holds are decoded, by ``data.workers`` processes if given.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..data import (
@@ -37,6 +38,7 @@ from ..data import (
     load_omniglot,
     miniimagenet_ravi_rows,
     omniglot_vinyals_split,
+    read_split_csv,
     split_from_files,
 )
 from ..tasks import ClassSplit, ClassTransform, DatasetPool, ExamplePool, TaskSource, rotations
@@ -89,9 +91,13 @@ def _miniimagenet(config: Config) -> tuple[ExamplePool, ClassSplit, Transforms]:
             "data.dataset=miniimagenet needs data.root=FOLDER: the images of the Ravi & Larochelle split (ImageNet's "
             "terms forbid redistributing them), flat as Ravi's script leaves them or one folder per class"
         )
-    rows = miniimagenet_ravi_rows()
+    if config.data.split is None:
+        rows, where = miniimagenet_ravi_rows(), "fastadapt's copy of the Ravi & Larochelle CSVs"
+    else:  # the user's own split files in the same format
+        rows = {part: read_split_csv(Path(config.data.split) / f"{part}.csv") for part in ("train", "val", "test")}
+        where = config.data.split
     listed = [row for part in ("train", "val", "test") for row in rows[part]]
-    paths = find_split_images(config.data.root, listed, "fastadapt's copy of the Ravi & Larochelle CSVs")
+    paths = find_split_images(config.data.root, listed, where)
     pool = _files_pool(config, paths, [label for _, label in listed])
     ids = {name: i for i, name in enumerate(pool.class_names)}
     split = ClassSplit(

@@ -27,7 +27,7 @@ class DataConfig:
     root: str | None = None
     image_size: int = 28  # omniglot, folder, miniimagenet: images are resized to image_size x image_size
     channels: int | None = None  # folder, miniimagenet: 1 (grey) or 3 (RGB); default: 3
-    split: str | None = None  # folder, dataset: a folder of split files ({train,val,test}.csv or .txt) naming classes
+    split: str | None = None  # folder, dataset, miniimagenet: a folder of split files ({train,val,test}.csv or .txt)
     class_fractions: tuple[float, ...] = (0.64, 0.16, 0.2)  # folder, dataset without data.split: train/val/test classes
     mean: tuple[float, ...] = ()  # image datasets: per-channel normalisation after scaling to [0, 1] (empty: none)
     std: tuple[float, ...] = ()
