@@ -8,6 +8,7 @@ Both are map-style ``torch.utils.data.Dataset`` objects with a ``targets`` list,
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,9 @@ class ArrayImages(_Images):
 
 
 class CropFlip:
-    """The standard few-shot training augmentation (RFS, MetaOptNet): pad by ``padding`` pixels (zeros), take a
-    random crop of the original size, flip horizontally with probability 1/2. On ``(C, H, W)`` tensors; draws from
+    """The standard few-shot training augmentation (RFS, MetaOptNet): pad by ``padding`` pixels (zeros: after
+    ``data.mean`` / ``data.std`` the mean colour, where RFS pads black), take a random crop of the original size,
+    flip horizontally with probability 1/2. On ``(C, H, W)`` tensors; draws from
     torch's global generator (seeded per episode by the sampler)."""
 
     def __init__(self, padding: int = 4, flip: bool = True) -> None:
@@ -172,6 +174,14 @@ def import_object(path: str, key: str) -> Any:
         raise DataError(f"{key}={path!r} cannot be imported ({error}); is the module on the Python path?") from None
 
 
+def _takes_nothing(function: Any) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+
+
 def augmentation(name: str | None) -> Callable[[Tensor], Tensor] | None:
     """``data.augment``: ``None``, a name in :data:`AUGMENTATIONS`, or ``module:callable`` (a factory returning the
     augmentation, or the augmentation itself: a callable on one ``(C, H, W)`` tensor)."""
@@ -182,7 +192,7 @@ def augmentation(name: str | None) -> Callable[[Tensor], Tensor] | None:
     if ":" not in name:
         raise DataError(f"data.augment={name!r}; choose one of {sorted(AUGMENTATIONS)} or give module:callable")
     found = import_object(name, "data.augment")
-    if isinstance(found, type):
+    if isinstance(found, type) or _takes_nothing(found):  # a class or a factory: make the augmentation
         found = found()
     if not callable(found):
         raise DataError(f"data.augment={name!r} is not callable")

@@ -3,14 +3,15 @@ before and after adaptation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..algorithms import Algorithm, accuracy
@@ -65,6 +66,23 @@ def to_placement(tensor: Tensor, params: Params) -> Tensor:
     return tensor.to(reference.device, reference.dtype if tensor.is_floating_point() else tensor.dtype)
 
 
+@contextlib.contextmanager
+def evaluating(algorithm: Algorithm) -> Iterator[None]:
+    """The algorithm's model in eval mode for a block (dropout and DropBlock off, so that a seeded evaluation is
+    reproducible; fastadapt's batch norm uses batch statistics in either mode), its mode restored after."""
+    model = getattr(algorithm, "model", None)
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    modes = {name: module.training for name, module in model.named_modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for name, module in model.named_modules():
+            module.training = modes.get(name, module.training)
+
+
 def score_task(algorithm: Algorithm, params: Params, task: Task, steps: int | None = None) -> float:
     """The query metric (``algorithm.metric``) of ``algorithm`` adapted to ``task``'s support set with ``steps``;
     the task is moved to the parameters' device and floating-point type first."""
@@ -99,12 +117,13 @@ def evaluate(
     params = {k: v.detach() for k, v in params.items()}
     has_inner_loop = getattr(algorithm, "inner_steps", None) is not None
     rows: list[dict[str, float]] = []
-    for i in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
-        task = source.sample(generator)
-        row = {"episode": float(i), "after": score_task(algorithm, params, task, steps)}
-        if has_inner_loop:
-            row["before"] = score_task(algorithm, params, task, 0)
-        rows.append(row)
+    with evaluating(algorithm):
+        for i in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
+            task = source.sample(generator)
+            row = {"episode": float(i), "after": score_task(algorithm, params, task, steps)}
+            if has_inner_loop:
+                row["before"] = score_task(algorithm, params, task, 0)
+            rows.append(row)
     mean, ci = mean_ci95([r["after"] for r in rows])
     before = mean_ci95([r["before"] for r in rows]) if has_inner_loop else (None, None)
     info = {"dataset": "", "split": "test", "ways": None, "shots": 0, "queries": 0} | (labels or {})

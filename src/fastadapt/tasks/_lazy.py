@@ -218,6 +218,9 @@ class PrefetchedEpisodes(TaskSource):
             num_workers=self.workers,
             prefetch_factor=self.prefetch,
             collate_fn=_as_is,  # type: ignore[arg-type]
+            # the loader draws its workers' base seed from this, not from torch's global generator (a model's
+            # dropout draws from that); the workers need none: an episode's augmentation is seeded by its plan
+            generator=torch.Generator().manual_seed(0),
         )
         return iter(loader)
 

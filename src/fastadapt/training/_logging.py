@@ -12,6 +12,10 @@ from .._extras import optional, require
 METRICS = "metrics.jsonl"
 
 
+#: The splits of pretraining rows (``pretrain``, ``pretrain_val``): their steps count pretraining batches.
+PRETRAIN = "pretrain"
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / METRICS
     if not path.exists():
@@ -34,27 +38,33 @@ class RunLogger:
         if resume_step is None:
             self.path.write_text("")
         else:
-            kept = [row for row in read_metrics(run_dir) if row["step"] <= resume_step]
+            # pretraining rows have their own step axis, all before the first meta-iteration: always kept
+            kept = [r for r in read_metrics(run_dir) if r["step"] <= resume_step or r["split"].startswith(PRETRAIN)]
             self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
         self._file = self.path.open("a")
         self._tb: Any = None
+        self._tb_pretrain: Any = None
         if optional("tensorboard", "tb", "TensorBoard logging (tb/)") is not None:
             from torch.utils.tensorboard import SummaryWriter
 
             purge = resume_step + 1 if resume_step is not None else None
             self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
+            if resume_step is None:  # pretraining happens before the first checkpoint: never resumed into
+                self._tb_pretrain = SummaryWriter(str(run_dir / "tb" / PRETRAIN))
 
     def log(self, split: str, step: int, **values: float) -> None:
         self._file.write(json.dumps({"split": split, "step": step, **values}) + "\n")
         self._file.flush()
-        if self._tb is not None:
+        writer = self._tb_pretrain if split.startswith(PRETRAIN) else self._tb
+        if writer is not None:
             for name, value in values.items():
-                self._tb.add_scalar(f"{split}/{name}", value, step)
+                writer.add_scalar(f"{split}/{name}", value, step)
 
     def close(self) -> None:
         self._file.close()
-        if self._tb is not None:
-            self._tb.close()
+        for writer in (self._tb, self._tb_pretrain):
+            if writer is not None:
+                writer.close()
 
 
 def plot_curves(run_dir: Path, metric: str) -> Path:

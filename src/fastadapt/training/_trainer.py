@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..algorithms import meta_gradient
 from ..algorithms.metasgd import optimizer_groups
 from ..evaluation import EvalResult, evaluate
+from ..tasks import PrefetchedEpisodes
 from ..typing import Params
 from ._build import Experiment
 from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -245,8 +246,10 @@ class Trainer:
             except BaseException:
                 logger.close()
                 raise
-            self._validate_and_keep(logger, val_seed)  # the meta-phase must beat the pretrained body
-        if not resume and cfg.iterations == 0:
+            if cfg.val_every or cfg.iterations == 0:  # the meta-phase must then beat the pretrained body
+                self._validate_and_keep(logger, val_seed)
+            self.save(LAST)  # a resume continues from the pretrained body, never pretrains again
+        elif not resume and cfg.iterations == 0:
             self.save(LAST)
         bar = tqdm(total=cfg.iterations, initial=self.step, desc="meta-train", disable=not self.progress)
         try:
@@ -266,5 +269,8 @@ class Trainer:
         finally:
             bar.close()
             logger.close()
+            for source in self.exp.sources.values():
+                if isinstance(source, PrefetchedEpisodes):
+                    source.close()  # its workers; a later sample starts them again
         plot_curves_if_installed(self.run_dir, self.exp.metric)
         return {"run_dir": str(self.run_dir), "step": self.step, "best_val": self.best}
