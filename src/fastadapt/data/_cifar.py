@@ -35,7 +35,7 @@ import numpy as np
 
 from ..tasks import ClassSplit
 from ._download import ensure_dataset
-from ._folder import read_split_csv
+from ._folder import named_split, read_split_csv
 from ._registry import REGISTRY, DataError
 
 _TOP = "cifar-100-python"
@@ -248,15 +248,14 @@ def cifar_fs_classes() -> dict[str, tuple[str, ...]]:
 def cifar_fs_split(class_names: Sequence[str]) -> ClassSplit:
     """The CIFAR-FS split as class ids of a pool with these class names (``class_names`` of
     :func:`load_cifar100`)."""
-    ids = {name: i for i, name in enumerate(class_names)}
-    split = cifar_fs_classes()
-    missing = [name for names in split.values() for name in names if name not in ids]
-    if missing:
-        raise DataError(
-            f"{len(missing)} of CIFAR-FS's 100 classes are not among these class names (e.g. {missing[:3]}); give "
-            "the fine label names of CIFAR-100, as load_cifar100() returns them"
-        )
-    return ClassSplit(*(tuple(ids[name] for name in split[part]) for part in _PARTS))
+    return named_split(
+        class_names,
+        cifar_fs_classes(),
+        lambda missing: (
+            f"{len(missing)} of CIFAR-FS's 100 classes are not among these class names (e.g. "
+            f"{missing[:3]}); give the fine label names of CIFAR-100, as load_cifar100() returns them"
+        ),
+    )
 
 
 def miniimagenet_ravi_rows() -> dict[str, list[tuple[str, str]]]:

@@ -13,7 +13,7 @@ So that a user holding mini-ImageNet or CIFAR-FS images can run the standard spl
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,21 @@ def _split_classes(split_dir: Path) -> dict[str, list[str]]:
                 f"{split_dir} has neither {part}.csv nor {part}.txt; a split folder needs train, val and test"
             )
     return classes
+
+
+def named_split(
+    class_names: Sequence[str],
+    parts: Mapping[str, Sequence[str]],
+    problem: Callable[[list[str]], str],
+    error: type[Exception] = DataError,
+) -> ClassSplit:
+    """The :class:`ClassSplit` of a pool's class ids from the class names of each part (``train``, ``val``,
+    ``test``); names the pool lacks raise ``error`` with ``problem(missing names)`` as the message."""
+    ids = {name: i for i, name in enumerate(class_names)}
+    missing = [name for names in parts.values() for name in names if name not in ids]
+    if missing:
+        raise error(problem(missing))
+    return ClassSplit(*(tuple(ids[name] for name in parts[part]) for part in _PARTS))
 
 
 def split_from_files(class_names: Sequence[str], split_dir: Path | str) -> ClassSplit:

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from .._extras import require
 from ..tasks import ClassSplit, LabelledPool
 from ._download import _atomic, _checksums, content_digest, ensure_dataset
+from ._folder import named_split
 from ._registry import REGISTRY, DataError, data_home
 
 Resample = Literal["lanczos", "bilinear", "nearest"]
@@ -217,12 +218,13 @@ def omniglot_vinyals_classes() -> dict[str, tuple[str, ...]]:
 def omniglot_vinyals_split(class_names: Sequence[str]) -> ClassSplit:
     """The Vinyals split as class ids of a pool with these class names (``pool.class_names`` of
     :func:`load_omniglot`)."""
-    ids = {name: i for i, name in enumerate(class_names)}
-    split = omniglot_vinyals_classes()
-    missing = [name for names in split.values() for name in names if name not in ids]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} of the 1,623 characters of the Vinyals split are not in this pool (e.g. {missing[:3]}); "
-            "load the full pool with load_omniglot(), which reads both images_background and images_evaluation"
-        )
-    return ClassSplit(*(tuple(ids[name] for name in split[part]) for part in ("train", "val", "test")))
+    return named_split(
+        class_names,
+        omniglot_vinyals_classes(),
+        lambda missing: (
+            f"{len(missing)} of the 1,623 characters of the Vinyals split are not in this pool (e.g. "
+            f"{missing[:3]}); load the full pool with load_omniglot(), which reads both images_background and "
+            "images_evaluation"
+        ),
+        ValueError,
+    )
