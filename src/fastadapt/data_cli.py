@@ -68,7 +68,9 @@ def verify_(name: str) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 def import_(name: str, path: Path) -> None:
     """Register files of NAME obtained by hand: PATH is a downloaded file, a folder holding such files, or a
-    folder extracted from one of its zips. Each is verified before it is copied into the cache."""
+    folder extracted from one of its zips. Each is verified before it is copied into the cache. For MovieLens,
+    PATH may also be the extracted folder or another zip of its files: each file is checked against its own
+    published checksum and only verified files are kept (ml-1m: only the publisher's zip, see docs/recsys.md)."""
     _report(lambda: import_files(name, path))
     if name in REGISTRY:
         click.echo(f"{name}: {status(name)} in {dataset_dir(name)}")

@@ -14,7 +14,6 @@ from ._cifar import miniimagenet_ravi_rows as miniimagenet_ravi_rows
 from ._digits import DIGITS_SPLIT as DIGITS_SPLIT
 from ._digits import load_digits_pool as load_digits_pool
 from ._download import MIRROR_ENV as MIRROR_ENV
-from ._download import ChecksumError as ChecksumError
 from ._download import FileReport as FileReport
 from ._download import OfflineError as OfflineError
 from ._download import candidate_urls as candidate_urls
@@ -47,8 +46,10 @@ from ._omniglot import omniglot_vinyals_classes as omniglot_vinyals_classes
 from ._omniglot import omniglot_vinyals_split as omniglot_vinyals_split
 from ._registry import DATA_ENV as DATA_ENV
 from ._registry import REGISTRY as REGISTRY
+from ._registry import ChecksumError as ChecksumError
 from ._registry import DataError as DataError
 from ._registry import Dataset as Dataset
+from ._registry import Member as Member
 from ._registry import RemoteFile as RemoteFile
 from ._registry import data_home as data_home
 from ._registry import dataset_dir as dataset_dir

@@ -17,7 +17,6 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +24,13 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from ._registry import DataError, Dataset, RemoteFile, dataset_dir, get_dataset
+from ._members import BROKEN_ZIP, check_members, locate_members
+from ._registry import ChecksumError, DataError, Dataset, RemoteFile, dataset_dir, get_dataset
 
 #: Environment variable with mirror base URLs (space or comma separated) that replace the canonical host.
 MIRROR_ENV = "FASTADAPT_MIRROR"
 _RECORD = ".verified.json"
-#: What reading a damaged zip raises (bad CRC, corrupt deflate stream, truncation).
-_BROKEN_ZIP = (zipfile.BadZipFile, zlib.error, EOFError)
 _CHUNK = 1 << 20
-
-
-class ChecksumError(DataError):
-    """A file's size or checksum is not the published one."""
 
 
 class OfflineError(DataError):
@@ -105,8 +99,9 @@ def _describe(size: int, got: dict[str, str]) -> str:
 
 
 def verify_file(remote: RemoteFile, path: Path, dataset: str = "NAME") -> str:
-    """Checks ``path`` against ``remote``; returns how it matched. A zip whose bytes differ but whose
-    content digest matches (a repacked copy) is accepted.
+    """Checks ``path`` against ``remote``; returns how it matched. A zip whose bytes differ is accepted when
+    its content digest matches (a repacked copy), or when each of its files matches its own published
+    checksum and it holds no file of the dataset that has none (the copy ``fastadapt data import`` packs).
 
     Raises:
         ChecksumError: naming what was expected and what was found.
@@ -116,10 +111,25 @@ def verify_file(remote: RemoteFile, path: Path, dataset: str = "NAME") -> str:
         algo, value = next(iter(remote.checksums().items()))
         return f"{algo} {value} matches the publisher's"
     found = _describe(size, got)
+    tree = locate_members(remote, path) if remote.members else None
+    if tree is not None:
+        check = check_members(remote, tree, dataset)
+        if check.ok and not check.unverifiable:
+            return f"bytes differ from the publisher's zip ({found}) but {check.summary()}"
+        if check.ok:
+            raise ChecksumError(
+                f"{path} is not the publisher's {remote.name} ({found}) and holds files with no published checksum "
+                f"of their own ({', '.join(check.unverifiable)}): they cannot be verified. `fastadapt data import "
+                f"{dataset} PATH` keeps only the files it can verify; or run `fastadapt data download {dataset}`"
+            )
+        raise ChecksumError(
+            f"{'; '.join(check.problems)}. {path} is not the publisher's {remote.name} either (expected "
+            f"{remote.expected()}; got {found}). {check.advice(remote)}"
+        )
     if remote.content_sha256 is not None and zipfile.is_zipfile(path):
         try:
             digest, count = content_digest(path, remote.content_suffix)
-        except _BROKEN_ZIP as error:
+        except BROKEN_ZIP as error:
             digest, count = f"unreadable ({error})", 0
         if digest == remote.content_sha256:
             return (
@@ -149,7 +159,10 @@ def _stamp(path: Path) -> dict[str, int | str]:
 
 def _expectation(remote: RemoteFile) -> str:
     """What a file was verified against; a record made against other checksums no longer counts."""
-    return f"{remote.expected()}, content {remote.content_sha256}"
+    members = " ".join(f"{m.name}:{m.sha256}:{m.md5}" for m in remote.members)
+    return f"{remote.expected()}, content {remote.content_sha256}" + (
+        f", members {hashlib.sha256(members.encode()).hexdigest()[:16]}" if members else ""
+    )
 
 
 def _record(directory: Path, remote: RemoteFile, detail: str) -> None:

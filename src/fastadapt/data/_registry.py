@@ -3,7 +3,8 @@
 The checksums are part of the code (an explicit dict, no registration by import side effects). Files are
 kept byte-identical to the publishers' copies; a file that cannot be byte-identical (a zip repacked by a
 mirror, a folder the user extracted) is accepted when the digest of its content matches (see
-:func:`fastadapt.data.content_digest`).
+:func:`fastadapt.data.content_digest`), or, for a zip whose files have published checksums of their own
+(:class:`Member`), when each of those files matches (see ``_members.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,32 @@ class DataError(Exception):
     """A dataset file is missing, unreachable or not what the registry says it should be."""
 
 
+class ChecksumError(DataError):
+    """A file's size or checksum is not the published one."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file inside a dataset's zip, named relative to the zip's top folder (``u.data`` in ``ml-100k/``).
+
+    Attributes:
+        name: the file's name.
+        sha256: its published sha256 (hex), or None where no published checksum is known: such a file is
+            verified only as part of the publisher's whole zip, never on its own.
+        md5: its published md5 (hex), if any. Every checksum given must match.
+        required: whether the dataset's loader needs the file.
+    """
+
+    name: str
+    sha256: str | None = None
+    md5: str | None = None
+    required: bool = False
+
+    def checksums(self) -> dict[str, str]:
+        """``{"sha256": hex, "md5": hex}`` for the checksums that are known (sha256 first)."""
+        return {algo: value for algo, value in (("sha256", self.sha256), ("md5", self.md5)) if value is not None}
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One file of a dataset.
@@ -33,6 +60,8 @@ class RemoteFile:
         content_sha256: for a zip, the digest of its contents (see :func:`content_digest`), so that a
             repacked zip or an extracted folder can be recognised although its bytes differ.
         content_suffix: which zip entries / files count as content.
+        members: for a zip, the files in it (under its top folder :attr:`stem`) with their own published
+            checksums, so that an extracted folder or a zip packed again can be verified file by file.
     """
 
     name: str
@@ -42,6 +71,7 @@ class RemoteFile:
     sha256: str | None = None
     content_sha256: str | None = None
     content_suffix: str = ".png"
+    members: tuple[Member, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.urls:
@@ -105,6 +135,29 @@ _RAVI = (
     "data/miniImagenet/"
 )
 _R2D2 = "https://raw.githubusercontent.com/bertinetto/r2d2/9ed0090cb4979113c97d07f75789b9618a308e52/cifar-fs_splits/"
+
+
+#: The files of ``ml-100k.zip`` (its README describes each). The sha256 of u.data and u.item are those that
+#: ankane/disco (``lib/disco/data.rb``) and ankane/cmfrec-ruby (``lib/cmfrec/data.rb``) check after downloading
+#: the files one by one from files.grouplens.org/datasets/movielens/ml-100k/; u.user's is cmfrec-ruby's. No
+#: public source found gives the other files' checksums: they are verified only inside the publisher's zip.
+_ML100K_MEMBERS = (
+    Member("u.data", sha256="06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490", required=True),
+    Member("u.user", sha256="f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c", required=True),
+    Member("u.item", sha256="553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701", required=True),
+    *(Member(name) for name in ("README", "allbut.pl", "mku.sh", "u.genre", "u.info", "u.occupation")),
+    *(Member(f"{split}.{part}") for split in ("u1", "u2", "u3", "u4", "u5", "ua", "ub") for part in ("base", "test")),
+)
+#: The files of ``ml-1m.zip``. The sha256 of ratings.dat and movies.dat are those given for the GroupLens files
+#: in t3-sketch/serendipity-ga-multiobjective (``v0/reproduce/README.md``); several other public notes give the
+#: same ratings.dat value (for its 24,594,131 bytes). users.dat's and README's are those of the project's data
+#: provenance table (``shared/data/sources.json``, beside the two above, which it gives alike).
+_ML1M_MEMBERS = (
+    Member("ratings.dat", sha256="506d64ca44484487c11dc2d9a28de5c54948213e6b96285e298afe28d6ea4e0f", required=True),
+    Member("users.dat", sha256="1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3", required=True),
+    Member("movies.dat", sha256="0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9", required=True),
+    Member("README", sha256="2d5ddce86ccbd247207456165827b4b9ddf27282bca93807d4c763e28414f133"),
+)
 
 
 def _lake(name: str, size: int, md5: str, content_sha256: str | None = None) -> RemoteFile:
@@ -189,6 +242,7 @@ REGISTRY: dict[str, Dataset] = {
                 4_924_029,
                 md5="0e33842e24a9c977be4e0107933c0723",
                 sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+                members=_ML100K_MEMBERS,
             ),
         ),
     ),
@@ -197,7 +251,11 @@ REGISTRY: dict[str, Dataset] = {
         "MovieLens 1M: 1,000,209 ratings by 6,040 users of 3,706 movies",
         _GROUPLENS_LICENSE,
         "Harper & Konstan (2015), ACM TiiS 5(4)",
-        (RemoteFile("ml-1m.zip", (_GROUPLENS + "ml-1m.zip",), md5="c4d9eecfca2ab87c1945afe126590906"),),
+        (
+            RemoteFile(
+                "ml-1m.zip", (_GROUPLENS + "ml-1m.zip",), md5="c4d9eecfca2ab87c1945afe126590906", members=_ML1M_MEMBERS
+            ),
+        ),
     ),
     "mnist": Dataset(
         "mnist",
