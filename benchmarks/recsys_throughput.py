@@ -1,9 +1,11 @@
-"""MeLU meta-training throughput (users per second): vmap over the users of a meta-batch vs a per-user loop.
+"""Recommender meta-training throughput (users per second): vmap over the users of a meta-batch vs a per-user
+loop, for MeLU and for meta-learned MF.
 
     python benchmarks/recsys_throughput.py [--json] [--repeats 5] [--batch 32] [--steps 1 5]
 
-One meta-iteration is one ``meta_gradient`` call of MeLU (ANIL on the MeLU network, regression) on a
-meta-batch of users drawn from the shipped config's training state (synthetic MovieLens-1M-format data,
+One meta-iteration is one ``meta_gradient`` call of MeLU (ANIL on the MeLU network, regression; ``--steps``
+local updates) or of meta-learned MF (algorithm ridge on MetaMF: the closed-form fold-in, second order through
+the solve) on a meta-batch of users drawn from the shipped config's training state (synthetic MovieLens-1M-format data,
 no download). Each (steps, strategy) runs in a fresh worker process (one warm-up, then the median of
 ``--repeats`` iterations), with its peak RSS above the RSS before the warm-up. Run on an idle machine.
 """
@@ -26,10 +28,14 @@ from meta_throughput import reset_peak, run_worker, status_mb
 STRATEGIES = ("loop", "vmap")
 
 
-def worker(steps: int, strategy: str, batch_size: int, repeats: int) -> dict[str, Any]:
-    config = resolve_config(
-        "movielens/melu", [f"algorithm.inner_steps={steps}", f"training.meta_batch_size={batch_size}"]
-    )
+def worker(key: str, strategy: str, batch_size: int, repeats: int) -> dict[str, Any]:
+    if key == "metamf":
+        config = resolve_config("movielens/metamf", [f"training.meta_batch_size={batch_size}"])
+    else:
+        steps = int(key.removeprefix("melu_"))
+        config = resolve_config(
+            "movielens/melu", [f"algorithm.inner_steps={steps}", f"training.meta_batch_size={batch_size}"]
+        )
     experiment = build_experiment(config)
     algorithm = experiment.train_algorithm
     params = {k: v.requires_grad_() for k, v in algorithm.init_params().items()}
@@ -53,24 +59,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="users per meta-batch")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 5], help="local update steps")
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--worker", nargs=2, metavar=("STEPS", "STRATEGY"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=2, metavar=("KEY", "STRATEGY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        steps, strategy = int(args.worker[0]), args.worker[1]
-        print("RESULT " + json.dumps(worker(steps, strategy, args.batch, args.repeats)))
+        key, strategy = args.worker
+        print("RESULT " + json.dumps(worker(key, strategy, args.batch, args.repeats)))
         return
     report: dict[str, Any] = {}
-    for steps in args.steps:
+    for key in [f"melu_{steps}" for steps in args.steps] + ["metamf"]:
         entry = {
-            s: run_worker(
-                __file__, [str(steps), s, "--batch", str(args.batch), "--repeats", str(args.repeats)], args.timeout
-            )
+            s: run_worker(__file__, [key, s, "--batch", str(args.batch), "--repeats", str(args.repeats)], args.timeout)
             for s in STRATEGIES
         }
         if all("users_per_s" in entry[s] for s in STRATEGIES):
             entry["vmap_speedup"] = entry["vmap"]["users_per_s"] / entry["loop"]["users_per_s"]
-        report[f"melu_{steps}"] = entry
-        print(f"melu_{steps}: {entry}", file=sys.stderr, flush=True)
+        report[key] = entry
+        print(f"{key}: {entry}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(report))
         return

@@ -28,7 +28,7 @@ from fastadapt.typing import Params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-NAMES = ["anil", "fomaml", "hypernet", "logistic", "maml", "metasgd", "protonet", "reptile"]
+NAMES = ["anil", "fomaml", "hypernet", "logistic", "maml", "metasgd", "protonet", "reptile", "ridge"]
 
 
 def small_mlp() -> MLP:
@@ -41,11 +41,20 @@ def test_registry_has_every_algorithm() -> None:
         assert "arXiv:" in entry.reference and entry.summary
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "ridge"])
 def test_build_each_algorithm(name: str) -> None:
     options = {"ways": 2} if name in ("protonet", "hypernet", "logistic") else {}
     algorithm = build_algorithm(name, small_mlp(), **options)
     assert algorithm.name == name and algorithm.loss is F.cross_entropy and algorithm.metric.name == "accuracy"
+
+
+def test_ridge_needs_a_model_with_ridge_terms() -> None:
+    """Ridge regresses (its default loss is MSE) and names what a model must offer when it lacks it."""
+    algorithm = build_algorithm("ridge", small_mlp())
+    assert algorithm.name == "ridge" and algorithm.loss is F.mse_loss and algorithm.metric.name == "mse"
+    params = algorithm.init_params()
+    with pytest.raises(TypeError, match=r"algorithm ridge needs a model whose forward takes terms=True and theta="):
+        algorithm.adapt(params, torch.zeros(3, 4), torch.zeros(3, 1))
 
 
 def test_fomaml_is_first_order_maml() -> None:

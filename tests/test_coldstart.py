@@ -51,13 +51,33 @@ def test_every_state_has_tasks(split: ColdStartSplit) -> None:
 
 def test_users_are_partitioned(data: MovieLens, split: ColdStartSplit) -> None:
     existing, new = set(split.existing_users.tolist()), set(split.new_users.tolist())
-    assert not existing & new and existing | new == set(range(data.n_users))
-    assert len(new) == 40  # 20% of 200
+    val = set(split.val_users.tolist())
+    assert not existing & new and not existing & val and not new & val
+    assert existing | new | val == set(range(data.n_users))
+    assert len(new) == 40 and len(val) == 20  # 20% and 10% of 200
     assert set(split.warm_users.tolist()) <= existing
     for state in ("train", "warm", "item_cold"):
         assert {t.user for t in split.tasks[state]} <= existing
     for state in ("user_cold", "user_item_cold"):
         assert {t.user for t in split.tasks[state]} <= new
+    assert {t.user for t in split.tasks["val"]} <= val
+
+
+def test_validation_users_are_disjoint_from_every_other_state(data: MovieLens, split: ColdStartSplit) -> None:
+    """Selection never sees a reported (or trained) rating: the validation users' ratings are in no other state,
+    their tasks are of existing items only, and the new users do not depend on the validation fraction."""
+    val_users = {t.user for t in split.tasks["val"]}
+    assert val_users
+    for state in STATES:
+        if state != "val":
+            assert not val_users & {t.user for t in split.tasks[state]}, state
+    items = np.concatenate([np.concatenate([t.support_items, t.query_items]) for t in split.tasks["val"]])
+    assert not split.new_items[items].any()
+    without = cold_start_split(data, seed=0, val_user_fraction=0.0)
+    np.testing.assert_array_equal(without.new_users, split.new_users)
+    assert not without.tasks["val"] and len(without.existing_users) == len(split.existing_users) + 20
+    with pytest.raises(ValueError, match="val_user_fraction must be in"):
+        cold_start_split(data, new_user_fraction=0.5, val_user_fraction=0.5)
 
 
 def test_items_follow_the_year_threshold(data: MovieLens, split: ColdStartSplit) -> None:
@@ -192,7 +212,7 @@ def test_errors(data: MovieLens, split: ColdStartSplit) -> None:
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             cold_start_split(data, **kwargs)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=re.escape("unknown state 'cold'; choose one of train, warm, user_cold")):
+    with pytest.raises(ValueError, match=re.escape("unknown state 'cold'; choose one of train, val, warm, user_cold")):
         split.state("cold")
     no_new_items = cold_start_split(data, year_threshold=3000)
     assert no_new_items.summary()["item_cold"] == {"tasks": 0, "support": 0, "query": 0}

@@ -14,7 +14,7 @@ import torch
 from ._extras import MissingExtraError
 from .algorithms import REGISTRY
 from .data_cli import data as data_group
-from .recsys import RecsysData, read_ratings, user_categories
+from .recsys import OnlineUser, RecsysData, read_ratings, user_categories
 from .recsys import recommend as recommend_items
 from .training import (
     CheckpointError,
@@ -302,6 +302,12 @@ def demo(as_json: bool, run_dir: Path, episodes: int) -> None:
 @click.option("--occupation", help="ML-1M code 0-20 or an ML-100K occupation name.")
 @click.option("--zip", "zip_code", help="Zip code (its first digit is the feature).")
 @click.option("--steps", type=int, help="Local update steps (default: the config's test_steps).")
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The user's saved state (JSON): read if it exists, updated with --ratings, written back; "
+    "the features stored there win over --gender and the others.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def recommend(
     run_dir: Path,
@@ -312,18 +318,34 @@ def recommend(
     occupation: str | None,
     zip_code: str | None,
     steps: int | None,
+    state: Path | None,
     as_json: bool,
 ) -> None:
-    """Adapt a trained recommender run to a new user's few ratings and print the top unseen items."""
+    """Adapt a trained recommender run to a new user's few ratings and print the top unseen items; with
+    --state, the user's adapted state persists, and each call adds the new ratings to it."""
     try:
         experiment, params, _ = load_run(run_dir)
         if not isinstance(experiment.context, RecsysData):
             raise ConfigError(f"{run_dir} is a {experiment.config.data.dataset} run; recommend needs a movielens run")
         data = experiment.context.data
         items, values = read_ratings(ratings, data)
-        user = user_categories(data, gender, age, occupation, zip_code)
         test_steps = steps if steps is not None else experiment.config.algorithm.test_steps
-        found = recommend_items(experiment.algorithm, params, data, items, values, user, top, test_steps)
+        if state is None:
+            user = user_categories(data, gender, age, occupation, zip_code)
+            found = recommend_items(experiment.algorithm, params, data, items, values, user, top, test_steps)
+        else:
+            online = OnlineUser.open(
+                state,
+                experiment.algorithm,
+                params,
+                data,
+                test_steps,
+                user_categories(data, gender, age, occupation, zip_code),
+            )
+            for item, rating in zip(items.tolist(), values.tolist(), strict=True):
+                online.rate(int(item), float(rating))
+            online.save(state)
+            found = online.recommend(top)
     except (ConfigError, CheckpointError, ValueError) as error:
         _fail(error)
     if as_json:

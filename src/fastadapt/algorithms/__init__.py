@@ -32,3 +32,5 @@ from .maml import MAML as MAML
 from .metasgd import MetaSGD as MetaSGD
 from .protonet import ProtoNet as ProtoNet
 from .reptile import Reptile as Reptile
+from .ridge import Ridge as Ridge
+from .ridge import ridge_solve as ridge_solve

@@ -16,6 +16,7 @@ from .maml import MAML
 from .metasgd import MetaSGD
 from .protonet import ProtoNet
 from .reptile import Reptile
+from .ridge import Ridge
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ REGISTRY: dict[str, Entry] = {
         "logistic regression on frozen (pretrained) features; no meta-training",
         "RFS, Tian et al. 2020, arXiv:2003.11539",
         Logistic,
+    ),
+    "ridge": Entry(
+        "closed-form ridge fold-in of a linear head, meta-learned prior mean and precision (meta-learned MF)",
+        "R2-D2, Bertinetto et al. 2019, arXiv:1805.08136",
+        Ridge,
     ),
     "hypernet": Entry(
         "task -> weights generator (hypernetwork); optional refinement steps",

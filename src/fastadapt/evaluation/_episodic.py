@@ -110,16 +110,22 @@ def evaluate(
         params: meta-parameters (not modified; no gradient is kept).
         steps: inner steps at test time (default: the algorithm's training steps).
         labels: descriptive fields for the result: dataset, split, ways, shots, queries.
+
+    A source whose ``exhaustive`` attribute is true holds a fixed set of tasks (``__len__``, ``task(i)``), e.g.
+    the recommender's validation users: each is scored once, in order, whatever ``episodes`` says.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     generator = torch.Generator().manual_seed(seed)
     params = {k: v.detach() for k, v in params.items()}
+    exhaustive = bool(getattr(source, "exhaustive", False))  # a fixed set of tasks, each scored once
+    if exhaustive:
+        episodes = len(source)  # type: ignore[arg-type]
     has_inner_loop = getattr(algorithm, "inner_steps", None) is not None
     rows: list[dict[str, float]] = []
     with evaluating(algorithm):
         for i in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
-            task = source.sample(generator)
+            task = source.task(i) if exhaustive else source.sample(generator)  # type: ignore[attr-defined]
             row = {"episode": float(i), "after": score_task(algorithm, params, task, steps)}
             if has_inner_loop:
                 row["before"] = score_task(algorithm, params, task, 0)

@@ -3,6 +3,7 @@ item's features, concatenated, then fully connected decision layers that output 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -48,6 +49,22 @@ class FeatureEmbedding(nn.Module):
         return torch.cat(parts, dim=1)  # (n, out_features)
 
 
+class Bounded(nn.Module):
+    """``low + (high - low) * sigmoid(x)``: outputs inside ``(low, high)``."""
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        if not low < high:
+            raise ValueError(f"the output range needs low < high, got ({low}, {high})")
+        self.low, self.high = float(low), float(high)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.low + (self.high - self.low) * torch.sigmoid(x)
+
+    def extra_repr(self) -> str:
+        return f"low={self.low}, high={self.high}"
+
+
 class MeLU(nn.Module):
     """``body``: :class:`FeatureEmbedding`; ``head``: the decision layers (``hidden`` widths, then one
     output). MeLU's local update adapts the head only (ANIL on this model); the global update trains all.
@@ -62,6 +79,9 @@ class MeLU(nn.Module):
         rating_offset: initial bias of the output (e.g. the mean training rating), so that the first
             inner steps fit a user's deviation from it instead of the whole rating scale (large first
             gradients that make plain gradient descent diverge).
+        rating_range: ``(low, high)``: the output is ``low + (high - low) * sigmoid(z)``, so that every
+            prediction lies in the rating scale (the output bias then starts at the logit of
+            ``rating_offset``'s place in the range); ``None``: the unbounded linear output.
     """
 
     def __init__(
@@ -73,8 +93,11 @@ class MeLU(nn.Module):
         act: str = "relu",
         rating_offset: float = 0.0,
         zero: Sequence[int] = (),
+        rating_range: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
+        if rating_range is not None and not rating_range[0] < rating_offset < rating_range[1]:
+            raise ValueError(f"rating_offset={rating_offset} must lie inside rating_range={tuple(rating_range)}")
         self.body = FeatureEmbedding(categories, multi_hot, dim, zero)
         layers: list[nn.Module] = []
         width = self.body.out_features
@@ -82,8 +105,15 @@ class MeLU(nn.Module):
             layers += [nn.Linear(width, h), activation(act)]
             width = h
         output = nn.Linear(width, 1)
-        nn.init.constant_(output.bias, rating_offset)
+        if rating_range is None:
+            nn.init.constant_(output.bias, rating_offset)
+        else:
+            low, high = rating_range
+            place = (rating_offset - low) / (high - low)
+            nn.init.constant_(output.bias, math.log(place / (1 - place)))
         layers.append(output)
+        if rating_range is not None:
+            layers.append(Bounded(*rating_range))
         self.head = nn.Sequential(*layers)
         self.feature_dim = self.body.out_features
 

@@ -1,11 +1,13 @@
 """The cold-start protocol of MeLU (Lee et al., KDD 2019, arXiv:1908.00413): users and items are split into
 existing and new, every user becomes one task per state (a support set to adapt on, a query set to score).
 
-Users are split at random into existing and new (``new_user_fraction``). Items are new when released in or
+Users are split at random into new (``new_user_fraction``), validation (``val_user_fraction``) and existing (the
+rest). Validation users are new users kept for model selection (early stopping, the best checkpoint, the baselines'
+settings): none of their ratings is trained on and none is in a reported state. Items are new when released in or
 after ``year_threshold``: 1998 for ML-1M, as in MeLU; for any other data :func:`new_item_year_threshold`, the
-latest year such that at least 10% of the items were released in or after it. On the real ML-100K, whose
-ratings end in April 1998 so that few of its films are from 1998, this should give 1997 (films of 1997-1998
-as the new items). Items of unknown year (0) are existing.
+latest year such that at least 10% of the items were released in or after it. On the real ML-100K, whose ratings
+end in April 1998 so that few of its films are from 1998, this should give 1997 (films of 1997-1998 as the new
+items). Items of unknown year (0) are existing.
 
 The five states, and the ratings each task is made from:
 
@@ -13,6 +15,7 @@ The five states, and the ratings each task is made from:
 state                 users       items       notes
 ====================  ==========  ==========  ===============================================
 ``train``             existing    existing    minus the warm users' query ratings
+``val``               validation  existing    for selection only; never reported
 ``warm``              existing    existing    ``warm_fraction`` of the eligible existing users
 ``user_cold``         new         existing
 ``item_cold``         existing    new
@@ -32,7 +35,7 @@ support sets: train without a cap, then evaluate with caps 1, 3, 5, 10.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -40,11 +43,13 @@ import numpy.typing as npt
 from ._movielens import MovieLens
 
 #: The states, in the order of :meth:`ColdStartSplit.summary`.
-STATES: tuple[str, ...] = ("train", "warm", "user_cold", "item_cold", "user_item_cold")
+STATES: tuple[str, ...] = ("train", "val", "warm", "user_cold", "item_cold", "user_item_cold")
+#: The states a recommender is reported on (``train`` trains, ``val`` selects).
+REPORTED: tuple[str, ...] = ("warm", "user_cold", "item_cold", "user_item_cold")
 #: MeLU's threshold for ML-1M: items released in or after 1998 are new.
 ML1M_YEAR_THRESHOLD = 1998
 # A rating's cell: 2 * (the user is new) + (the item is new).
-_CELL = {"train": 0, "warm": 0, "user_cold": 2, "item_cold": 1, "user_item_cold": 3}
+_CELL = {"train": 0, "val": 2, "warm": 0, "user_cold": 2, "item_cold": 1, "user_item_cold": 3}
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +76,7 @@ class ColdStartSplit:
     Attributes:
         tasks: ``{state: [UserTask, ...]}`` for every state of :data:`STATES` (a list may be empty), in
             ascending user order.
-        existing_users, new_users: sorted int64 user indices, a partition of all users.
+        existing_users, new_users, val_users: sorted int64 user indices, a partition of all users.
         warm_users: the existing users whose query ratings are held out of ``train`` (sorted).
         new_items: ``(n_items,)`` bool, True for items released in or after ``year_threshold``.
         year_threshold, min_ratings, max_ratings: the protocol's parameters.
@@ -85,6 +90,7 @@ class ColdStartSplit:
     year_threshold: int
     min_ratings: int = 13
     max_ratings: int = 100
+    val_users: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def state(self, name: str) -> list[UserTask]:
         """The tasks of one state; an error if the name is unknown or the state has no task."""
@@ -92,7 +98,7 @@ class ColdStartSplit:
             raise ValueError(f"unknown state {name!r}; choose one of {', '.join(STATES)}")
         tasks = self.tasks[name]
         if not tasks:
-            users = "existing" if _CELL[name] < 2 else "new"
+            users = "validation" if name == "val" else ("existing" if _CELL[name] < 2 else "new")
             items = "new" if _CELL[name] % 2 else "existing"
             raise ValueError(
                 f"state {name!r} has no tasks: no {users} user has between {self.min_ratings} and "
@@ -133,6 +139,7 @@ def _check(
     support_cap: int | None,
     new_user_fraction: float,
     warm_fraction: float,
+    val_user_fraction: float = 0.0,
 ) -> None:
     if query_size < 1:
         raise ValueError(f"query_size must be >= 1, got {query_size}")
@@ -147,6 +154,11 @@ def _check(
         raise ValueError(f"support_cap must be >= 1 (or None for all support ratings), got {support_cap}")
     if not 0.0 < new_user_fraction < 1.0:
         raise ValueError(f"new_user_fraction must be in (0, 1), got {new_user_fraction}")
+    if not 0.0 <= val_user_fraction < 1.0 or new_user_fraction + val_user_fraction >= 1.0:
+        raise ValueError(
+            f"val_user_fraction must be in [0, 1) and leave existing users beside "
+            f"new_user_fraction={new_user_fraction}, got {val_user_fraction}"
+        )
     if not 0.0 <= warm_fraction < 1.0:
         raise ValueError(f"warm_fraction must be in [0, 1), got {warm_fraction}")
 
@@ -178,6 +190,7 @@ def cold_start_split(
     time_ordered: bool = False,
     support_cap: int | None = None,
     warm_fraction: float = 0.1,
+    val_user_fraction: float = 0.1,
     seed: int = 0,
 ) -> ColdStartSplit:
     """MeLU's cold-start states as user tasks (see the module docstring for the protocol).
@@ -195,19 +208,26 @@ def cold_start_split(
         support_cap: at most this many support ratings per task, in every state (None: all).
         warm_fraction: the fraction of the existing users with a warm task, drawn among those eligible
             (rounded to the nearest count).
+        val_user_fraction: the fraction of users drawn as validation users (after the new users, from the
+            same permutation: the new users do not depend on it). Their ratings of existing items are the
+            ``val`` state; none of their ratings is in any other state.
         seed: the user split, the warm users and every task's draws are functions of it.
 
     Returns:
         The tasks of every state; :meth:`ColdStartSplit.state` raises if one asked for is empty.
     """
-    _check(query_size, min_ratings, max_ratings, support_cap, new_user_fraction, warm_fraction)
+    _check(query_size, min_ratings, max_ratings, support_cap, new_user_fraction, warm_fraction, val_user_fraction)
     threshold = new_item_year_threshold(data) if year_threshold is None else year_threshold
     rng = np.random.default_rng(seed)
     permutation = rng.permutation(data.n_users)
-    n_new = round(new_user_fraction * data.n_users)
-    new_users, existing_users = np.sort(permutation[:n_new]), np.sort(permutation[n_new:])
+    n_new, n_val = round(new_user_fraction * data.n_users), round(val_user_fraction * data.n_users)
+    new_users, val_users = np.sort(permutation[:n_new]), np.sort(permutation[n_new : n_new + n_val])
+    existing_users = np.sort(permutation[n_new + n_val :])
     is_new_user = np.zeros(data.n_users, dtype=bool)
     is_new_user[new_users] = True
+    is_new_user[val_users] = True  # new to the model: nothing of theirs is trained on
+    is_val_user = np.zeros(data.n_users, dtype=bool)
+    is_val_user[val_users] = True
     new_items = data.year >= threshold
 
     # Ratings grouped by (user, cell), each group in time order (ties by item).
@@ -240,6 +260,12 @@ def cold_start_split(
             ordered = _order(ratings, seed, c, user, True, query_size) if time_ordered else ratings
         if not eligible(len(ratings)):
             continue
+        if is_val_user[user]:
+            if c == 2:  # validation users' ratings of existing items; those of new items are not used
+                tasks["val"].append(_task(data, user, ordered, query_size, support_cap))
+            continue
         state = {0: "train", 1: "item_cold", 2: "user_cold", 3: "user_item_cold"}[c]
         tasks[state].append(_task(data, user, ordered, query_size, support_cap))
-    return ColdStartSplit(tasks, existing_users, new_users, warm_users, new_items, threshold, min_ratings, max_ratings)
+    return ColdStartSplit(
+        tasks, existing_users, new_users, warm_users, new_items, threshold, min_ratings, max_ratings, val_users
+    )

@@ -20,15 +20,15 @@ from tqdm import tqdm
 
 from ..evaluation import mean_ci95, paired_comparison
 from ..evaluation._ranking import mae, ndcg_at_k, rmse, topk_metrics
-from ._coldstart import ColdStartSplit
+from ._coldstart import REPORTED, ColdStartSplit
 from ._methods import Recommender
 from ._movielens import MovieLens
 
-STATES = ("warm", "user_cold", "item_cold", "user_item_cold")
+STATES = REPORTED
 RATING_CUTOFFS = (1, 3, 5)
 TOP_CUTOFFS = (5, 10, 20)
 RELEVANT_RATING = 4.0
-PAIRED = ("mae", "ndcg@3")
+PAIRED = ("mae", "rmse", "ndcg@3")
 
 
 def _paired(a: list[float], b: list[float], seed: int) -> dict[str, Any] | None:
@@ -56,17 +56,20 @@ def evaluate_recommenders(
     seed: int = 1234,
     max_users: int | None = None,
     progress: bool = False,
+    reference: str | None = None,
 ) -> dict[str, Any]:
     """Every metric of every method in every state.
 
     Args:
         max_users: evaluate a seeded random subset of at most this many users per state (all if None).
+        reference: the method every other one is compared with (default: the first; the report passes the
+            best baseline on the validation users).
 
     Returns:
-        ``{state: {"users": n, "methods": {method: {metric: {"mean", "ci95", "n"}}},
-        "paired": {metric: {other: comparison}}}}``: ``paired`` compares the first method with each
-        other one on the same users (mean difference first - other, percentile-bootstrap CI, sign-flip
-        p-value; see :func:`~fastadapt.evaluation.paired_comparison`) for MAE and nDCG@3.
+        ``{state: {"users": n, "methods": {method: {metric: {"mean", "ci95", "n"}}}, "reference": name,
+        "paired": {metric: {other: comparison}}}}``: ``paired`` compares each other method with the reference on
+        the same users (mean difference other - reference, percentile-bootstrap CI, sign-flip, paired t and
+        Wilcoxon p-values; see :func:`~fastadapt.evaluation.paired_comparison`) for MAE, RMSE and nDCG@3.
     """
     unknown = [s for s in states if s not in split.tasks]
     if unknown:
@@ -105,15 +108,83 @@ def evaluate_recommenders(
                         row[f"top_{name}@{k}"] = value
                 for name, value in row.items():
                     rows[method.name].setdefault(name, []).append(float(value))
-        first, *others = (m.name for m in methods)
         report[state] = {
             "users": len(tasks),
             "methods": {
                 m: {name: _summarise(values) for name, values in metrics.items()} for m, metrics in rows.items()
             },
-            "paired": {
-                metric: {other: _paired(rows[first][metric], rows[other][metric], seed) for other in others}
-                for metric in PAIRED
-            },
-        }
+        } | paired_against(rows, reference, seed)
     return report
+
+
+def paired_against(rows: dict[str, dict[str, list[float]]], reference: str | None, seed: int) -> dict[str, Any]:
+    """``{"reference": name, "paired": {metric: {method: comparison of method - reference}}, "first": name,
+    "first_paired": {metric: {method: comparison of first - method}}}`` from per-user values
+    ``rows[method][metric]`` (the metrics of :data:`PAIRED` that ``rows`` holds; ``first``: the first method)."""
+    names = list(rows)
+    ref = names[0] if reference is None else reference
+    if ref not in rows:
+        raise ValueError(f"reference method {ref!r} is not among the methods {names}")
+    metrics = [m for m in PAIRED if m in rows[ref]]
+    first = names[0]
+    return {
+        "reference": ref,
+        "paired": {
+            metric: {other: _paired(rows[other][metric], rows[ref][metric], seed) for other in names if other != ref}
+            for metric in metrics
+        },
+        # the run's method (the first) against every other one
+        "first": first,
+        "first_paired": {
+            metric: {
+                other: _paired(rows[first][metric], rows[other][metric], seed) for other in names if other != first
+            }
+            for metric in metrics
+        },
+    }
+
+
+#: Support sizes of the support-size curves, and their metrics (query ratings only).
+CURVE_CAPS = (1, 3, 5, 10, 20)
+CURVE_METRICS = ("mae", "rmse", "ndcg@3")
+
+
+def support_curves(
+    split: ColdStartSplit,
+    methods: Sequence[Recommender],
+    *,
+    states: Sequence[str] = STATES,
+    caps: Sequence[int] = CURVE_CAPS,
+    reference: str | None = None,
+    seed: int = 1234,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """MAE, RMSE and nDCG@3 of every method after 1, 3, 5, 10 and 20 support ratings, on the same users and
+    query sets: the users of each state with at least ``max(caps)`` support ratings, each adapted on the first
+    ``cap`` of them (the split's order, so the supports are nested).
+
+    Returns:
+        ``{state: {"users": n, "caps": {cap: {"methods": {method: {metric: summary}}, "reference", "paired"}}}}``
+        (``paired`` as in :func:`evaluate_recommenders`); a state with no such user is left out.
+    """
+    out: dict[str, Any] = {}
+    for state in states:
+        tasks = [t for t in split.tasks.get(state, []) if len(t.support_items) >= max(caps)]
+        if not tasks:
+            continue
+        entry: dict[str, Any] = {"users": len(tasks), "caps": {}}
+        for cap in caps:
+            rows: dict[str, dict[str, list[float]]] = {m.name: {k: [] for k in CURVE_METRICS} for m in methods}
+            for task in tqdm(tasks, desc=f"{state} {cap} ratings", disable=not progress, leave=False):
+                items, ratings = task.support_items[:cap], task.support_ratings[:cap]
+                for method in methods:
+                    predicted, scores = method.score(task.user, items, ratings, task.query_items)
+                    row = rows[method.name]
+                    row["mae"].append(mae(predicted, task.query_ratings))
+                    row["rmse"].append(rmse(predicted, task.query_ratings))
+                    row["ndcg@3"].append(float(ndcg_at_k(scores, task.query_ratings, 3)))
+            entry["caps"][cap] = {
+                "methods": {m: {k: _summarise(v) for k, v in metrics.items()} for m, metrics in rows.items()}
+            } | paired_against(rows, reference, seed)
+        out[state] = entry
+    return out

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..algorithms import Algorithm
+from ..algorithms import Algorithm, Ridge
 from ..evaluation import to_placement
 from ..typing import Params
 from ._movielens import ML100K_OCCUPATIONS, MovieLens, _age_group, _zip_prefix
@@ -106,3 +108,150 @@ def recommend(
     return [
         Recommendation(int(data.item_ids[candidates[i]]), data.titles[candidates[i]], float(predicted[i])) for i in best
     ]
+
+
+class OnlineUser:
+    """A deployed user's adapted state, updated as their ratings arrive.
+
+    With a ridge fold-in (algorithm ``ridge``, meta-learned MF) the state is the normal equations
+    ``(A'A + L, A't + L m)`` of :mod:`fastadapt.algorithms.ridge`: a new rating adds its rank-one term and a changed
+    rating swaps its term, so each update costs one ``(k, k)`` solve and gives exactly the batch fold-in on all the
+    ratings so far. With a gradient-step algorithm (MeLU) each update adapts again on all the ratings so far.
+
+    Args:
+        user: the user's feature categories ``(4,)`` (:func:`user_categories`).
+        ratings: ``{item index: rating}`` already known (e.g. from a saved state).
+    """
+
+    def __init__(
+        self,
+        algorithm: Algorithm,
+        params: Params,
+        data: MovieLens,
+        user: np.ndarray,
+        ratings: dict[int, float] | None = None,
+        steps: int | None = None,
+    ) -> None:
+        self.algorithm, self.data, self.steps = algorithm, data, steps
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.user = np.asarray(user, dtype=np.int64)
+        self.ratings: dict[int, float] = {}
+        self.ridge = isinstance(algorithm, Ridge)
+        self.gram: torch.Tensor | None = None
+        self.rhs: torch.Tensor | None = None
+        self.theta: torch.Tensor | None = None
+        for item, rating in (ratings or {}).items():
+            self.rate(item, rating)
+
+    def _terms(self, items: np.ndarray) -> tuple[torch.Tensor, ...]:
+        assert isinstance(self.algorithm, Ridge)
+        x = to_placement(features_for(self.data, self.user, items), self.params)
+        with torch.no_grad():
+            return self.algorithm.terms(self.params, x)
+
+    def rate(self, item: int, rating: float) -> None:
+        """Adds (or changes) one rating and updates the adapted state."""
+        if not 0 <= item < len(self.data.item_ids):
+            raise ValueError(f"item index {item} is outside the {len(self.data.item_ids)} items")
+        if not self.ridge:
+            self.ratings[int(item)] = float(rating)
+            return
+        if self.gram is None:  # the prior alone: L and L m
+            _, _, prior, log_precision = self._terms(np.array([item]))
+            precision = log_precision.exp()
+            self.gram, self.rhs = torch.diag(precision), precision * prior[0]
+            self.theta = prior[0].clone()
+        assert self.gram is not None and self.rhs is not None
+        offset, design, _, _ = self._terms(np.array([item]))
+        a, target = design[0], float(rating) - offset[0]
+        if int(item) in self.ratings:  # a changed rating: take the old term out
+            old = self.ratings[int(item)] - offset[0]
+            self.gram, self.rhs = self.gram - torch.outer(a, a), self.rhs - a * old
+        self.gram, self.rhs = self.gram + torch.outer(a, a), self.rhs + a * target
+        self.theta = torch.linalg.solve(self.gram, self.rhs)
+        self.ratings[int(item)] = float(rating)
+
+    def predict(self, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings ``(len(items),)`` from the current state (the prior, before any rating)."""
+        x = to_placement(features_for(self.data, self.user, np.asarray(items)), self.params)
+        with torch.no_grad():
+            if self.ridge:
+                state = (
+                    {"theta": self.theta}
+                    if self.theta is not None
+                    else self.algorithm.adapt(
+                        self.params, x[:1], torch.zeros(1, 1, dtype=x.dtype, device=x.device), steps=0
+                    )
+                )
+            elif self.ratings:
+                known = np.array(list(self.ratings), dtype=np.int64)
+                sx = to_placement(features_for(self.data, self.user, known), self.params)
+                sy = to_placement(torch.tensor(list(self.ratings.values())).unsqueeze(1), self.params)
+                with torch.enable_grad():
+                    state = self.algorithm.adapt(self.params, sx, sy, steps=self.steps)
+            else:
+                state = self.algorithm.adapt(self.params, x[:1], torch.zeros(1, 1, dtype=x.dtype), steps=0)
+            out = self.algorithm.predict(self.params, state, x)
+        return out.reshape(-1).cpu().numpy().astype(np.float64)
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`load` needs: the features and the ratings (item ids, as the data names them)."""
+        return {
+            "user": self.user.tolist(),
+            "ratings": {str(int(self.data.item_ids[i])): r for i, r in self.ratings.items()},
+        }
+
+    @classmethod
+    def load(
+        cls, state: dict[str, Any], algorithm: Algorithm, params: Params, data: MovieLens, steps: int | None = None
+    ) -> OnlineUser:
+        index = {int(item_id): i for i, item_id in enumerate(data.item_ids)}
+        try:
+            ratings = {index[int(k)]: float(v) for k, v in state["ratings"].items()}
+            user = np.array(state["user"], dtype=np.int64)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a saved user state (keys 'user' and 'ratings' of known items): {error}") from None
+        return cls(algorithm, params, data, user, ratings, steps)
+
+    def recommend(self, top: int = 20) -> list[Recommendation]:
+        """The ``top`` items the user has not rated, by predicted rating."""
+        if top < 1:
+            raise ValueError(f"top must be >= 1, got {top}")
+        rated = np.array(list(self.ratings), dtype=np.int64)
+        candidates = np.setdiff1d(np.arange(len(self.data.item_ids)), rated)
+        predicted = self.predict(candidates)
+        best = np.argsort(-predicted, kind="stable")[:top]
+        data = self.data
+        return [
+            Recommendation(int(data.item_ids[candidates[i]]), data.titles[candidates[i]], float(predicted[i]))
+            for i in best
+        ]
+
+    def save(self, path: str | Path) -> None:
+        """Writes :meth:`state` as JSON, atomically (a temporary file renamed over ``path``)."""
+        path = Path(path)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(self.state(), indent=1) + "\n")
+        temporary.replace(path)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        algorithm: Algorithm,
+        params: Params,
+        data: MovieLens,
+        steps: int | None,
+        user: np.ndarray,
+    ) -> OnlineUser:
+        """The state saved at ``path`` if it exists (its features win over ``user``), else a new user."""
+        path = Path(path)
+        if not path.exists():
+            return cls(algorithm, params, data, user, steps=steps)
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path} is not a saved user state (invalid JSON: {error}); move it away to start anew"
+            ) from None
+        return cls.load(saved, algorithm, params, data, steps)

@@ -21,8 +21,10 @@ class RecsysConfig:
     source: Literal["synthetic", "ml-100k", "ml-1m"] = "synthetic"  # files under data.root or the cache
     synthetic_users: int = 800
     synthetic_items: int = 1000
+    synthetic_feature_share: float = 0.05  # share of a synthetic user's taste their features explain (ML: little)
     year_threshold: int | None = None  # items released in or after it are new (default: per dataset)
     new_user_fraction: float = 0.2
+    val_user_fraction: float = 0.1  # validation users: early stopping, best checkpoint, baselines' settings
     query_size: int = 10
     min_ratings: int = 13
     max_ratings: int = 100
@@ -30,10 +32,15 @@ class RecsysConfig:
     support_cap: int | None = None  # at most this many support ratings per user
     negatives: int = 100  # unrated items ranked with the query items for top-K metrics
     eval_users: int | None = None  # evaluate at most this many users per state (all if None)
-    baselines: bool = True  # evaluate global / fine-tune / MF / popularity beside the run's model
+    baselines: bool = True  # evaluate global / fine-tune / MF / bias / popularity beside the run's model
+    tune_baselines: bool = True  # choose the baselines' settings on the validation users (grids: recsys GRIDS)
     pretrain_epochs: int = 10  # the global baseline's training epochs
     finetune_lr: float = 0.005  # the fine-tune baseline: gradient steps on a user's support ratings
     finetune_steps: int = 5
+    train_support_max: int | None = None  # meta-training batches keep 1 to this many support ratings per user
+    mf_reg: float = 5.0  # model.name=metamf: the ridge penalty of the alternating least squares it starts from
+    mf_freeze_items: bool = False  # model.name=metamf: meta-training leaves the factorisation's item side as it is
+    mf_support_only: bool = True  # model.name=metamf: that factorisation sees the training users' support ratings only
     seed: int = 0
 
 
@@ -51,7 +58,12 @@ def load_recsys_data(recsys: Any, root: str | Path | None) -> RecsysData:
     if recsys.source == "synthetic":
         with tempfile.TemporaryDirectory() as folder:
             write_synthetic_movielens(
-                folder, "ml-1m", n_users=recsys.synthetic_users, n_items=recsys.synthetic_items, seed=recsys.seed
+                folder,
+                "ml-1m",
+                n_users=recsys.synthetic_users,
+                n_items=recsys.synthetic_items,
+                seed=recsys.seed,
+                feature_share=recsys.synthetic_feature_share,
             )
             data = load_movielens("ml-1m", root=folder)
     else:
@@ -60,6 +72,7 @@ def load_recsys_data(recsys: Any, root: str | Path | None) -> RecsysData:
         data,
         year_threshold=recsys.year_threshold,
         new_user_fraction=recsys.new_user_fraction,
+        val_user_fraction=recsys.val_user_fraction,
         query_size=recsys.query_size,
         min_ratings=recsys.min_ratings,
         max_ratings=recsys.max_ratings,

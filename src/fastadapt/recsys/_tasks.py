@@ -73,9 +73,18 @@ class UserTasks(TaskSource):
     size: it draws a window of ``size`` users adjacent in the order of support-set size (users of nearly
     equal support sizes) and keeps a random subset of each one's support, as large as the window's
     smallest. Query sets all have the protocol's query size.
+
+    ``support_max``: each batch keeps a random number of support ratings, uniformly from 1 to ``support_max``
+    (at most the window's smallest), so that meta-training sees the few-rating users cold start is about.
+
+    ``exhaustive``: an evaluation scores every user once, in order (:func:`~fastadapt.evaluation.evaluate`
+    reads ``exhaustive``, ``__len__`` and ``task``), instead of drawing ``episodes`` users at random: the
+    validation users, so that every validation scores the same users.
     """
 
-    def __init__(self, data: MovieLens, tasks: Sequence[UserTask]) -> None:
+    def __init__(
+        self, data: MovieLens, tasks: Sequence[UserTask], exhaustive: bool = False, support_max: int | None = None
+    ) -> None:
         if not tasks:
             raise ValueError("no user tasks: the cold-start state is empty; relax its rating-count limits")
         if len({len(t.query_items) for t in tasks}) != 1:
@@ -83,6 +92,14 @@ class UserTasks(TaskSource):
         self.data = data
         self.tasks = list(tasks)
         self.by_support = sorted(range(len(self.tasks)), key=lambda i: len(self.tasks[i].support_items))
+        self.exhaustive = exhaustive
+        if support_max is not None and support_max < 1:
+            raise ValueError(f"support_max must be >= 1 (or None: every support rating), got {support_max}")
+        self.support_max = support_max
+
+    def task(self, index: int) -> Task:
+        """The task of the ``index``-th user (in ascending user order)."""
+        return user_task(self.data, self.tasks[index])
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -97,4 +114,6 @@ class UserTasks(TaskSource):
         start = int(torch.randint(len(self.tasks) - size + 1, (1,), generator=generator))
         window = [self.tasks[i] for i in self.by_support[start : start + size]]
         smallest = min(len(t.support_items) for t in window)
+        if self.support_max is not None:  # a batch of few-shot users: 1 to support_max ratings each
+            smallest = min(smallest, int(torch.randint(1, self.support_max + 1, (1,), generator=generator)))
         return TaskBatch.stack([user_task(self.data, t, smallest, generator) for t in window])

@@ -19,9 +19,12 @@ from ..recsys import (
     RecsysData,
     RecsysReport,
     UserTasks,
+    build_metamf,
     evaluate_recommender_run,
     feature_layout,
     load_recsys_data,
+    plot_support_curves,
+    rating_range,
 )
 from ..tasks import TaskSource
 from ..training import Config, ConfigError, Experiment, Suite, SuiteParts
@@ -35,30 +38,61 @@ def recsys_data(config: Config) -> RecsysData:
         raise ConfigError(f"data.dataset=movielens: {error}") from None
 
 
+MODELS = ("melu", "metamf")
+
+
 def _model(config: Config, recsys: RecsysData) -> nn.Module:
-    m = config.model
-    if m.name != "melu":
-        raise ConfigError(f"model.name=melu goes with data.dataset=movielens (got {m.name!r} with 'movielens')")
-    categories, multi_hot = feature_layout(recsys.data, item_ids=m.item_ids)
+    m, a = config.model, config.algorithm
+    if m.name not in MODELS:
+        raise ConfigError(f"model.name must be one of {MODELS} with data.dataset=movielens (got {m.name!r})")
+    if (m.name == "metamf") != (a.name == "ridge"):
+        raise ConfigError(
+            f"model.name=metamf goes with algorithm.name=ridge, and ridge with metamf (got {m.name!r} with {a.name!r})"
+        )
+    train = recsys.split.tasks["train"]
+    if m.name == "metamf":
+        r = config.section("recsys")
+        return build_metamf(
+            recsys.data,
+            train,
+            dim=m.embedding_dim,
+            reg=r.mf_reg,
+            seed=r.seed,
+            support_only=r.mf_support_only,
+            freeze_items=r.mf_freeze_items,
+        )
+    return _melu(recsys, m.embedding_dim, m.widths, m.act, m.item_ids)
+
+
+def _melu(recsys: RecsysData, dim: int, widths: tuple[int, ...], act: str, item_ids: bool) -> nn.Module:
+    categories, multi_hot = feature_layout(recsys.data, item_ids=item_ids)
     mean = float(np.mean([t.support_ratings.mean() for t in recsys.split.tasks["train"]]))
     return MeLU(
         categories,
         multi_hot,
-        dim=m.embedding_dim,
-        hidden=m.widths,
-        act=m.act,
+        dim=dim,
+        hidden=widths,
+        act=act,
         rating_offset=mean,
         zero=(ITEM_ID_COLUMN,),
+        rating_range=rating_range(recsys.data),  # every prediction on the rating scale
     )
 
 
 def build(config: Config) -> SuiteParts:
     recsys = recsys_data(config)
-    # Validation: held-out query ratings of existing users; test: new users (user-cold).
-    states = {"train": "train", "val": "warm", "test": "user_cold"}
+    # Validation: the validation users (new users kept for selection, every one scored at each validation);
+    # test: the new users (user-cold). No reported state selects anything.
+    states = {"train": "train", "val": "val", "test": "user_cold"}
     try:
         sources: dict[str, TaskSource] = {
-            part: UserTasks(recsys.data, recsys.split.tasks[state]) for part, state in states.items()
+            part: UserTasks(
+                recsys.data,
+                recsys.split.tasks[state],
+                exhaustive=part == "val",
+                support_max=config.section("recsys").train_support_max if part == "train" else None,
+            )
+            for part, state in states.items()
         }
     except ValueError as error:
         raise ConfigError(f"data.dataset=movielens: {error}") from None
@@ -75,11 +109,15 @@ def evaluate(
     support_cap: int | None = None,
     **_: Any,
 ) -> RecsysReport:
-    """Every cold-start state, metric and baseline; writes ``eval/recsys_summary.json`` (``_cap<N>`` with a cap)."""
+    """Every cold-start state, metric and baseline, and the support-size curves; writes
+    ``eval/recsys_summary.json`` (``_cap<N>`` with a cap) and ``eval/recsys_curves.png`` (extra ``plots``)."""
     cfg = experiment.config
+    model = experiment.model
+    if cfg.model.name != "melu":  # the global and fine-tune baselines are MeLU's network (the paper's sizes)
+        model = _melu(experiment.context, 32, (64, 64), "relu", True)
     report = evaluate_recommender_run(
         cfg.name,
-        experiment.model,
+        model,
         experiment.algorithm,
         params,
         experiment.context,
@@ -93,6 +131,7 @@ def evaluate(
     out.mkdir(exist_ok=True)
     name = "recsys_summary.json" if support_cap is None else f"recsys_summary_cap{support_cap}.json"
     (out / name).write_text(json.dumps(report.summary(), indent=2) + "\n")
+    plot_support_curves(report.curves, out / "recsys_curves.png")
     return report
 
 
@@ -103,7 +142,9 @@ SUITE = Suite(
     sections={"recsys": RecsysConfig},
     defining=(
         *("recsys.source", "recsys.synthetic", "recsys.year", "recsys.new_user", "recsys.query", "recsys.min"),
-        *("recsys.max", "recsys.time_ordered", "recsys.support_cap", "recsys.seed"),
+        *("recsys.max", "recsys.time_ordered", "recsys.support_cap", "recsys.seed", "recsys.val_user"),
+        "recsys.mf_",
+        "recsys.train_support",
     ),
     evaluator=evaluate,
     description="cold-start recommendation on MovieLens 100K / 1M or a synthetic twin (MeLU protocol)",

@@ -94,6 +94,8 @@ class TrainingConfig:
     schedule: Literal["constant", "cosine"] = "constant"  # cosine: torch's CosineAnnealingLR over iterations
     val_every: int = 100
     val_episodes: int = 100
+    # Early stopping: stop after this many validations in a row without a better score (None: never stop early)
+    patience: int | None = None
     checkpoint_every: int = 100
     log_every: int = 10
     seed: int = 0

@@ -67,8 +67,9 @@ class RunLogger:
                 writer.close()
 
 
-def plot_curves(run_dir: Path, metric: str) -> Path:
-    """Draws the training loss and the train / validation ``metric`` against step to ``curves.png``.
+def plot_curves(run_dir: Path, metric: str, best_step: int | None = None) -> Path:
+    """Draws the training loss and the train / validation ``metric`` against step to ``curves.png``, with
+    ``best_step`` (the kept checkpoint) and an early stop marked.
 
     On a matplotlib ``Figure`` with the Agg canvas: the global backend and figure state are untouched.
 
@@ -91,6 +92,10 @@ def plot_curves(run_dir: Path, metric: str) -> Path:
         if "loss" in points[0]:
             ax_loss.plot(steps, [r["loss"] for r in points], style, label=split)
         ax_metric.plot(steps, [r[metric] for r in points], style, label=split)
+    if best_step is not None:  # the step of best.safetensors, and where early stopping stopped
+        ax_metric.axvline(best_step, color="grey", linestyle=":", label=f"best (step {best_step})")
+    for stop in (r for r in rows if r["split"] == "early_stop"):
+        ax_metric.axvline(stop["step"], color="red", linestyle="--", label=f"early stop (step {stop['step']})")
     ax_loss.set(xlabel="meta-iteration", ylabel="query loss", title="loss")
     ax_metric.set(xlabel="meta-iteration", ylabel=metric, title=metric)
     for ax in (ax_loss, ax_metric):
@@ -103,9 +108,9 @@ def plot_curves(run_dir: Path, metric: str) -> Path:
     return out
 
 
-def plot_curves_if_installed(run_dir: Path, metric: str) -> Path | None:
+def plot_curves_if_installed(run_dir: Path, metric: str, best_step: int | None = None) -> Path | None:
     """:func:`plot_curves` when matplotlib is installed; otherwise ``None``, with one note on stderr (what a
     training run does at its end, so that the core install trains without the ``plots`` extra)."""
     if optional("matplotlib", "plots", "curves.png") is None:
         return None
-    return plot_curves(run_dir, metric)
+    return plot_curves(run_dir, metric, best_step)

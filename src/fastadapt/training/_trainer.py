@@ -81,8 +81,14 @@ class Trainer:
         if cfg.schedule not in ("constant", "cosine"):
             raise ValueError(f"unknown training.schedule {cfg.schedule!r}; choose 'constant' or 'cosine'")
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        if cfg.patience is not None and cfg.patience < 1:
+            raise ConfigError(
+                f"training.patience must be >= 1 validations (or null: no early stopping), got {cfg.patience}"
+            )
         self.step = 0
         self.best: float | None = None
+        self.best_step: int | None = None
+        self.stale = 0  # validations since the best one
         self.schedule = self._schedule()
 
     def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler | None:
@@ -123,6 +129,8 @@ class Trainer:
         state = {
             "step": self.step,
             "best": self.best,
+            "best_step": self.best_step,
+            "stale": self.stale,
             "param_groups": optim["param_groups"],
             "optim_scalars": scalars,
             "config": self.exp.config.to_dict(),
@@ -173,6 +181,7 @@ class Trainer:
         if "rng/torch" in tensors:
             torch.set_rng_state(tensors["rng/torch"])
         self.step, self.best = int(state["step"]), state["best"]
+        self.best_step, self.stale = state.get("best_step"), int(state.get("stale", 0))
         self.schedule = self._schedule()
 
     # -- one meta-iteration ------------------------------------------------------------------
@@ -217,9 +226,15 @@ class Trainer:
         result = self.validate(cfg.val_episodes, seed)
         logger.log("val", self.step, **{self.exp.metric: result.mean, "ci95": result.ci95})
         if self._improved(result.mean):
-            self.best = result.mean
+            self.best, self.best_step, self.stale = result.mean, self.step, 0
             self.save(BEST)
+        else:
+            self.stale += 1
         return result.mean
+
+    def _stop_early(self) -> bool:
+        patience = self.exp.config.training.patience
+        return patience is not None and self.stale >= patience
 
     def _improved(self, value: float) -> bool:
         if self.best is None:
@@ -228,7 +243,9 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, resume: bool = False, on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-        """Trains to ``training.iterations``; with ``resume`` continues from ``checkpoints/last``.
+        """Trains to ``training.iterations``, or until ``training.patience`` validations in a row have not
+        improved on the best one (the row ``early_stop`` of ``metrics.jsonl`` then names the step and the best
+        step); with ``resume`` continues from ``checkpoints/last``.
 
         ``on_validation(step, value)`` is called after every validation (a hyperparameter search reports to its
         pruner there); an exception it raises stops training after the checkpoints of that step are written.
@@ -252,8 +269,9 @@ class Trainer:
         elif not resume and cfg.iterations == 0:
             self.save(LAST)
         bar = tqdm(total=cfg.iterations, initial=self.step, desc="meta-train", disable=not self.progress)
+        stopped = None
         try:
-            while self.step < cfg.iterations:
+            while self.step < cfg.iterations and not self._stop_early():
                 row = self.meta_step()
                 bar.update(1)
                 validated = None
@@ -264,6 +282,10 @@ class Trainer:
                     validated = self._validate_and_keep(logger, val_seed)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
                     self.save(LAST)
+                if self._stop_early():
+                    stopped = self.step
+                    logger.log("early_stop", self.step, best_step=self.best_step or 0, patience=cfg.patience or 0)
+                    self.save(LAST)
                 if on_validation is not None and validated is not None:
                     on_validation(self.step, validated)
         finally:
@@ -272,5 +294,11 @@ class Trainer:
             for source in self.exp.sources.values():
                 if isinstance(source, PrefetchedEpisodes):
                     source.close()  # its workers; a later sample starts them again
-        plot_curves_if_installed(self.run_dir, self.exp.metric)
-        return {"run_dir": str(self.run_dir), "step": self.step, "best_val": self.best}
+        plot_curves_if_installed(self.run_dir, self.exp.metric, self.best_step)
+        return {
+            "run_dir": str(self.run_dir),
+            "step": self.step,
+            "best_val": self.best,
+            "best_step": self.best_step,
+            "stopped_early_at": stopped,
+        }
