@@ -74,7 +74,10 @@ def states_table(reports: dict[str, dict[str, Any]], source: str) -> str:
         if source == "ml-1m":
             lines.append(f"| {state} | MeLU-5 (paper) | {PAPER_MAE[state]} | | {PAPER_NDCG3[state]} | | |")
     users = ", ".join(f"{state} {entry['users']}" for state, entry in first["states"].items())
-    lines.append(f"\nUsers per state: {users}. Reference: the best baseline on the validation users.")
+    lines.append(
+        f"\nUsers per state: {users}. Reference: the best baseline on the validation users; each config's paired "
+        "column is against its own evaluation's reference (global and fine-tune are fitted again in each)."
+    )
     return "\n".join(lines)
 
 
@@ -113,8 +116,8 @@ def curve_tables(reports: dict[str, dict[str, Any]], states: tuple[str, ...]) ->
 
 
 def seeds_table(by_seed: dict[str, list[dict[str, Any]]], state: str) -> str:
-    """The spread over training seeds: mean ± sd (over seeds) of each config's MAE at each support size, its
-    full-support MAE in the state, and the early-stopping step."""
+    """The spread over training seeds: mean ± sd (over seeds) of each config's MAE at each support size and its
+    full-support MAE in the state (the early-stopping steps are printed as the runs finish)."""
     lines = []
     for config, reports in by_seed.items():
         entry = reports[0]["curves"].get(state)

@@ -76,7 +76,9 @@ def test_the_extracted_folder_is_verified_file_by_file(tmp_path: Path, parent: b
     (report,) = import_files(dataset, folder.parent if parent else folder)
     assert report.path == dataset_dir("ml-100k") / "ml-100k.zip"
     assert report.detail.startswith(f"imported from {folder}: its 3 files u.data, u.user, u.item match their")
-    assert "left out (no published checksum of their own): README, u.genre, u.occupation" in report.detail
+    assert (
+        "no published checksum of their own or not the published file): README, u.genre, u.occupation" in report.detail
+    )
     assert "ignored (not files of the dataset): notes.txt" in report.detail
     with zipfile.ZipFile(report.path) as archive:
         assert sorted(archive.namelist()) == ["ml-100k/u.data", "ml-100k/u.item", "ml-100k/u.user"]
@@ -202,3 +204,14 @@ def test_ml1m_imports_file_by_file_and_a_required_file_without_a_checksum_only_a
     assert_loads_as("ml-1m", folder)
     with pytest.raises(DataError, match=r"ml-1m: users\.dat has no published checksum"):
         import_files(dataset, rezip(folder, tmp_path / "again.zip", ""))
+
+
+def test_a_stray_readme_beside_the_extracted_folder_does_not_hide_it(tmp_path: Path) -> None:
+    """``~/Downloads`` holding some README and the complete ``ml-1m/``: the import finds ``ml-1m/``; an edited
+    README (optional) is left out instead of blocking the data."""
+    folder, dataset = generated(tmp_path, "ml-1m")
+    (folder.parent / "README").write_text("my notes\n")  # not the dataset's
+    (folder / "README").write_text("SUMMARY & USAGE LICENSE, edited\n")  # differs from the table's checksum
+    (report,) = import_files(dataset, folder.parent)
+    assert "ratings.dat, users.dat, movies.dat" in report.detail and "README" in report.detail
+    assert_loads_as("ml-1m", folder)

@@ -4,6 +4,7 @@ validation users, and the online user state of `fastadapt recommend`."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +165,16 @@ def test_online_user_updates_incrementally_and_gets_better_as_ratings_arrive(
     again = OnlineUser.open(tmp_path / "user.json", ridge, params, data, None, np.ones(4, dtype=np.int64))
     assert again.ratings == online.ratings and again.user.tolist() == [0, 0, 0, 0]
     torch.testing.assert_close(again.theta, online.theta)
+    for bad, message in (
+        ({"user": [0, 0, 0], "ratings": {}}, "'user' must be 4 category numbers"),
+        ({"user": [0, 0, 0, 99], "ratings": {}}, "is outside ml-1m's categories"),
+        ({"user": [0, 0, 0, 0], "ratings": {"999999": 4}}, "item id '999999' is not in ml-1m's items"),
+        ({"user": [0, 0, 0, 0], "ratings": []}, "not a saved user state"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            OnlineUser.load(bad, ridge, params, data)
+    with pytest.raises(ValueError, match=r"rating 7.0 of item \d+ is outside 1-5"):
+        online.rate(0, 7.0)
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match=r"bad\.json is not a saved user state"):
         OnlineUser.open(tmp_path / "bad.json", ridge, params, data, None, np.zeros(4, dtype=np.int64))
@@ -186,6 +197,21 @@ def test_early_stopping_keeps_the_best_validation_step(tmp_path: Path) -> None:
     assert max(r["step"] for r in rows) == 20 and (run / "checkpoints" / "best.safetensors").is_file()
     bad = CliRunner().invoke(main, [*args[:-3], "training.patience=0", "--run-dir", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "training.patience must be >= 1" in bad.output
+    # Resuming a stopped run does nothing and says so; with more patience it trains on, and the old stop goes.
+    again = CliRunner().invoke(main, [*args, "--resume"])
+    assert again.exit_code == 0 and "stopped early at step 20 (best step 5): nothing to resume" in again.stderr
+    more = CliRunner().invoke(
+        main, [*args[:-3], "training.patience=5", "--run-dir", str(run), "--no-progress", "--resume"]
+    )
+    assert more.exit_code == 0, more.output
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows if r["split"] == "early_stop"] == [30]
+    # A run written before the validation users split the users otherwise: refused, not re-read.
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("  val_user_fraction: 0.1\n", ""))
+    old = CliRunner().invoke(main, ["eval", str(run)])
+    assert old.exit_code != 0 and "its config has no recsys.val_user_fraction" in old.output
+    assert "train it again" in old.output
 
 
 def test_metamf_meta_training_improves_on_its_validation_users_and_recommends_online(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def import_(name: str, path: Path) -> None:
     """Register files of NAME obtained by hand: PATH is a downloaded file, a folder holding such files, or a
     folder extracted from one of its zips. Each is verified before it is copied into the cache. For MovieLens,
     PATH may also be the extracted folder or another zip of its files: each file is checked against its own
-    published checksum and only verified files are kept (ml-1m: only the publisher's zip, see docs/recsys.md)."""
+    checksum and only verified files are kept (see docs/recsys.md)."""
     _report(lambda: import_files(name, path))
     if name in REGISTRY:
         click.echo(f"{name}: {status(name)} in {dataset_dir(name)}")

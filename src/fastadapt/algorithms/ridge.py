@@ -21,6 +21,7 @@ mean over the support rows) and ``forward(x, theta=theta)`` with its ``(n, 1)`` 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,8 @@ class Ridge:
         model: a module answering ``forward(x, terms=True)`` and ``forward(x, theta=...)``.
         loss, metric: the outer loss and the reported metric (``"mse"``: ridge fits squared error).
         inner_steps: 0 predicts from the prior mean without looking at the support set (the "before
-            adaptation" score); any other value solves. ``inner_lr`` is not used (there is no step size).
+            adaptation" score); 1 solves. ``inner_lr`` is not used (there is no step size; the configs'
+            ``algorithm.inner_lr`` is passed and ignored).
     """
 
     model: nn.Module
@@ -61,6 +63,11 @@ class Ridge:
 
     def __post_init__(self) -> None:
         resolve_objective(self)
+        if self.inner_steps not in (0, 1):
+            raise ValueError(
+                f"algorithm ridge solves in closed form: inner_steps is 0 (the prior, no adaptation) or 1 (the "
+                f"solve), got {self.inner_steps}"
+            )
 
     @property
     def second_order(self) -> nn.Module | None:
@@ -73,13 +80,13 @@ class Ridge:
         return functional_call(self.model, params, (x,), options)
 
     def terms(self, params: Params, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        try:
-            offset, design, prior, log_precision = self._call(params, x, terms=True)
-        except TypeError as error:
+        accepted = inspect.signature(self.model.forward).parameters
+        if not {"terms", "theta"} <= set(accepted):
             raise TypeError(
-                f"algorithm ridge needs a model whose forward takes terms=True and theta= ({type(self.model).__name__} "
-                f"does not: {error}); see fastadapt.algorithms.ridge"
-            ) from None
+                f"algorithm ridge needs a model whose forward takes terms=True and theta= ({type(self.model).__name__}"
+                f"'s takes {', '.join(accepted)}); see fastadapt.algorithms.ridge"
+            )
+        offset, design, prior, log_precision = self._call(params, x, terms=True)
         return offset, design, prior, log_precision
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:

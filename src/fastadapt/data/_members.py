@@ -55,12 +55,21 @@ class Tree:
 
 
 def locate_members(remote: RemoteFile, path: Path) -> Tree | None:
-    """Where the files of ``remote`` are in ``path``: the folder itself or its ``<stem>/`` sub-folder, or in a
-    zip the folder holding most of them (the top folder ``<stem>/`` or the zip's top on a tie); None if none."""
+    """Where the files of ``remote`` are in ``path``: of the folder itself and its ``<stem>/`` sub-folder, the one
+    holding most of the required files, then most files (the folder itself on a tie; a stray README beside a
+    complete ``<stem>/`` does not win), or in a zip the folder holding most of them (the top folder ``<stem>/``
+    or the zip's top on a tie); None if none."""
     known = {m.name for m in remote.members}
+    required = {m.name for m in remote.members if m.required}
     if path.is_dir():
-        folders = (path, path / remote.stem)
-        return next((Tree(f) for f in folders if f.is_dir() and any((f / n).is_file() for n in known)), None)
+        folders = [f for f in (path, path / remote.stem) if f.is_dir() and any((f / n).is_file() for n in known)]
+        if not folders:
+            return None
+
+        def held(folder: Path) -> tuple[int, int]:
+            return sum((folder / n).is_file() for n in required), sum((folder / n).is_file() for n in known)
+
+        return Tree(max(folders, key=held))  # max keeps the first of equals: the folder itself
     if not zipfile.is_zipfile(path):
         return None
     try:
@@ -96,7 +105,8 @@ class MemberCheck:
 
     Attributes:
         verified: the files that match their published checksums.
-        unverifiable: files of the dataset that are present but have no published checksum of their own.
+        unverifiable: files of the dataset that are present but have no published checksum of their own, or
+            optional ones that differ from theirs (left out either way).
         unknown_required: files the loader needs that have no published checksum (so they cannot be verified).
         ignored: files that are not the dataset's.
         problems: one sentence per missing, different, unreadable or unverifiable required file.
@@ -117,7 +127,10 @@ class MemberCheck:
         """For reports: which files were verified, and which were left out and why."""
         parts = [f"its {len(self.verified)} files {', '.join(self.verified)} match their published checksums"]
         if self.unverifiable:
-            parts.append(f"left out (no published checksum of their own): {', '.join(self.unverifiable)}")
+            parts.append(
+                f"left out (optional, and no published checksum of their own or not the published file): "
+                f"{', '.join(self.unverifiable)}"
+            )
         if self.ignored:
             shown = ", ".join(self.ignored[:5]) + (
                 f" and {len(self.ignored) - 5} more" if len(self.ignored) > 5 else ""
@@ -164,6 +177,8 @@ def check_members(remote: RemoteFile, tree: Tree, dataset: str) -> MemberCheck:
                 continue
             if got == expected:
                 verified.append(member.name)
+            elif not member.required:  # an edited README is left out; it does not block the data
+                unverifiable.append(member.name)
             else:
                 problems.append(f"{dataset}: {member.name} differs from the published file ({_compare(member, got)})")
     ignored = sorted(present - {m.name for m in remote.members})

@@ -105,6 +105,11 @@ class ColdStartSplit:
                 f"{self.max_ratings} ratings of {items} items ({int(self.new_items.sum())} of {len(self.new_items)} "
                 f"items are new with year_threshold={self.year_threshold}); lower min_ratings, raise max_ratings, "
                 "or move year_threshold"
+                + (
+                    "; validation users are val_user_fraction of all users (recsys.val_user_fraction), above 0"
+                    if name == "val"
+                    else ""
+                )
             )
         return tasks
 

@@ -56,6 +56,8 @@ class MetaMF(nn.Module):
         item_features: ``(n_items, f)`` features of every item (:func:`item_features`).
         dim: number of factors.
         rating_range: predictions are clipped to it.
+        freeze_items: the item side (pretrained biases and factors) is a buffer, which meta-training leaves as it
+            is (``recsys.mf_freeze_items``); otherwise a parameter.
     """
 
     def __init__(

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..algorithms import Algorithm, Ridge
+from ..data._download import _atomic
 from ..evaluation import to_placement
 from ..typing import Params
 from ._movielens import ML100K_OCCUPATIONS, MovieLens, _age_group, _zip_prefix
@@ -93,21 +94,12 @@ def recommend(
     steps: int | None = None,
 ) -> list[Recommendation]:
     """Adapts to the new user's ratings (``steps`` inner steps) and returns the ``top`` unrated items by
-    predicted rating; the features and ratings go to the parameters' device and floating-point type."""
-    if top < 1:
-        raise ValueError(f"top must be >= 1, got {top}")
-    params = {k: v.detach() for k, v in params.items()}
-    support_x = to_placement(features_for(data, user, items), params)  # (n, 6 + n_genres)
-    support_y = to_placement(torch.from_numpy(ratings).unsqueeze(1), params)  # (n, 1)
-    state = algorithm.adapt(params, support_x, support_y, steps=steps)
-    candidates = np.setdiff1d(np.arange(len(data.item_ids)), items)
-    with torch.no_grad():
-        outputs = algorithm.predict(params, state, to_placement(features_for(data, user, candidates), params))
-    predicted = outputs.squeeze(1).cpu().numpy()  # (n_candidates,)
-    best = np.argsort(-predicted, kind="stable")[:top]
-    return [
-        Recommendation(int(data.item_ids[candidates[i]]), data.titles[candidates[i]], float(predicted[i])) for i in best
-    ]
+    predicted rating (:class:`OnlineUser` with these ratings); the features and ratings go to the parameters'
+    device and floating-point type."""
+    online = OnlineUser(algorithm, params, data, user, steps=steps)
+    for item, rating in zip(items.tolist(), ratings.tolist(), strict=True):
+        online.rate(int(item), float(rating))
+    return online.recommend(top)
 
 
 class OnlineUser:
@@ -153,6 +145,9 @@ class OnlineUser:
         """Adds (or changes) one rating and updates the adapted state."""
         if not 0 <= item < len(self.data.item_ids):
             raise ValueError(f"item index {item} is outside the {len(self.data.item_ids)} items")
+        low, high = float(self.data.rating.min()), float(self.data.rating.max())
+        if not low <= rating <= high:
+            raise ValueError(f"rating {rating} of item {int(self.data.item_ids[item])} is outside {low:g}-{high:g}")
         if not self.ridge:
             self.ratings[int(item)] = float(rating)
             return
@@ -176,13 +171,11 @@ class OnlineUser:
         x = to_placement(features_for(self.data, self.user, np.asarray(items)), self.params)
         with torch.no_grad():
             if self.ridge:
-                state = (
-                    {"theta": self.theta}
-                    if self.theta is not None
-                    else self.algorithm.adapt(
-                        self.params, x[:1], torch.zeros(1, 1, dtype=x.dtype, device=x.device), steps=0
-                    )
-                )
+                if self.theta is not None and self.steps != 0:  # steps 0: no adaptation, as without --state
+                    state = {"theta": self.theta}
+                else:
+                    zero = torch.zeros(1, 1, dtype=x.dtype, device=x.device)
+                    state = self.algorithm.adapt(self.params, x[:1], zero, steps=0)
             elif self.ratings:
                 known = np.array(list(self.ratings), dtype=np.int64)
                 sx = to_placement(features_for(self.data, self.user, known), self.params)
@@ -205,13 +198,23 @@ class OnlineUser:
     def load(
         cls, state: dict[str, Any], algorithm: Algorithm, params: Params, data: MovieLens, steps: int | None = None
     ) -> OnlineUser:
+        if not isinstance(state, dict) or not isinstance(state.get("ratings"), dict):
+            raise ValueError("not a saved user state: expected an object with 'user' (4 categories) and 'ratings'")
+        sizes = [data.feature_sizes[c] for c in USER_COLUMNS]
+        user = state.get("user")
+        if not (isinstance(user, list) and len(user) == len(sizes) and all(isinstance(u, int) for u in user)):
+            raise ValueError(f"saved user state: 'user' must be {len(sizes)} category numbers, got {user!r}")
+        if not all(0 <= u < n for u, n in zip(user, sizes, strict=True)):
+            raise ValueError(f"saved user state: 'user' {user} is outside {data.name}'s categories {sizes}")
         index = {int(item_id): i for i, item_id in enumerate(data.item_ids)}
-        try:
-            ratings = {index[int(k)]: float(v) for k, v in state["ratings"].items()}
-            user = np.array(state["user"], dtype=np.int64)
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"not a saved user state (keys 'user' and 'ratings' of known items): {error}") from None
-        return cls(algorithm, params, data, user, ratings, steps)
+        ratings = {}
+        for key, value in state["ratings"].items():
+            if not str(key).isdigit() or int(key) not in index:
+                raise ValueError(
+                    f"saved user state: item id {key!r} is not in {data.name}'s items (a state of other data?)"
+                )
+            ratings[index[int(key)]] = float(value)
+        return cls(algorithm, params, data, np.array(user, dtype=np.int64), ratings, steps)
 
     def recommend(self, top: int = 20) -> list[Recommendation]:
         """The ``top`` items the user has not rated, by predicted rating."""
@@ -228,11 +231,10 @@ class OnlineUser:
         ]
 
     def save(self, path: str | Path) -> None:
-        """Writes :meth:`state` as JSON, atomically (a temporary file renamed over ``path``)."""
-        path = Path(path)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(self.state(), indent=1) + "\n")
-        temporary.replace(path)
+        """Writes :meth:`state` as JSON, atomically (a unique temporary file renamed over ``path``, removed if the
+        write fails)."""
+        with _atomic(Path(path)) as temporary:
+            temporary.write_text(json.dumps(self.state(), indent=1) + "\n")
 
     @classmethod
     def open(

@@ -141,7 +141,13 @@ def baselines(model: nn.Module, recsys: RecsysData, config: Any) -> tuple[list[R
     base = copy.deepcopy(model)
     history: list[float] = []
     pretrained = pretrain(
-        base, data, train, epochs=config.pretrain_epochs, seed=config.seed, val_tasks=val or None, history=history
+        base,
+        data,
+        train,
+        epochs=config.pretrain_epochs,
+        seed=config.seed,
+        val_tasks=val if tuned else None,
+        history=history,
     )
     methods: list[Recommender] = [no_adaptation(base, pretrained, data)]
     record: dict[str, Any] = {"global": {"val_mse_per_epoch": history}}
@@ -175,7 +181,9 @@ def baselines(model: nn.Module, recsys: RecsysData, config: Any) -> tuple[list[R
         methods.append(method)
     if val:
         for method in methods:
-            record.setdefault(method.name, {})["val_mae"] = validation_mae(method, val)
+            entry = record.setdefault(method.name, {})
+            if "val_mae" not in entry:  # the grids' winners have theirs
+                entry["val_mae"] = validation_mae(method, val)
     return methods, record
 
 

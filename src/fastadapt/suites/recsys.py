@@ -88,7 +88,7 @@ def build(config: Config) -> SuiteParts:
         sources: dict[str, TaskSource] = {
             part: UserTasks(
                 recsys.data,
-                recsys.split.tasks[state],
+                recsys.split.state(state),  # an empty state is an error that names the protocol's knobs
                 exhaustive=part == "val",
                 support_max=config.section("recsys").train_support_max if part == "train" else None,
             )
@@ -147,5 +147,7 @@ SUITE = Suite(
         "recsys.train_support",
     ),
     evaluator=evaluate,
+    # Runs before the validation users (and MeLU's bounded output) split the users differently.
+    required_saved=("recsys.val_user_fraction",),
     description="cold-start recommendation on MovieLens 100K / 1M or a synthetic twin (MeLU protocol)",
 )

@@ -94,7 +94,8 @@ class TrainingConfig:
     schedule: Literal["constant", "cosine"] = "constant"  # cosine: torch's CosineAnnealingLR over iterations
     val_every: int = 100
     val_episodes: int = 100
-    # Early stopping: stop after this many validations in a row without a better score (None: never stop early)
+    # Early stopping: stop after this many validations in a row without a better score (None: never stop early;
+    # with val_every=0 nothing validates, so nothing stops early either: the shipped configs can be run that way)
     patience: int | None = None
     checkpoint_every: int = 100
     log_every: int = 10

@@ -30,16 +30,18 @@ class RunLogger:
     Args:
         resume_step: when resuming, rows logged after this step (by the interrupted run, past its last
             checkpoint) are dropped so the file tells one consistent history.
+        drop: splits whose rows a resumed run drops whatever their step (``early_stop``: the run goes on).
     """
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+    def __init__(self, run_dir: Path, resume_step: int | None = None, drop: tuple[str, ...] = ()) -> None:
         self.run_dir = run_dir
         self.path = run_dir / METRICS
         if resume_step is None:
             self.path.write_text("")
         else:
             # pretraining rows have their own step axis, all before the first meta-iteration: always kept
-            kept = [r for r in read_metrics(run_dir) if r["step"] <= resume_step or r["split"].startswith(PRETRAIN)]
+            rows = [r for r in read_metrics(run_dir) if r["split"] not in drop]
+            kept = [r for r in rows if r["step"] <= resume_step or r["split"].startswith(PRETRAIN)]
             self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
         self._file = self.path.open("a")
         self._tb: Any = None

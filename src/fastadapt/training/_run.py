@@ -7,11 +7,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..evaluation import EvalResult, evaluate
 from ..typing import Params
 from ._build import Experiment, build_experiment
 from ._checkpoint import CheckpointError, load_checkpoint
 from ._config import Config, ConfigError, load_config
+from ._suites import check_saved_config, suite_for
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -57,6 +60,8 @@ def load_run(
                 f"its output layer has {trained} units; only protonet, logistic and hypernet runs can be tested at "
                 "other ways"
             )
+    saved = yaml.safe_load(config_path.read_text()) or {}
+    check_saved_config(saved, suite_for(config.data.dataset), run_dir)
     experiment = build_experiment(config)
     path = run_dir / "checkpoints" / f"{checkpoint}.safetensors"
     if checkpoint == "best" and not path.exists():

@@ -102,6 +102,9 @@ class Suite:
         defining: keys of its sections that define a run (see :attr:`TaskSuite.defining`).
         evaluator: ``(experiment, params, **options) -> report`` for its own evaluation; ``None``: the engine's.
         description: one line for ``fastadapt suites``.
+        required_saved: dotted keys a saved run's config must hold: a run written before they existed meant
+            something else by the same settings (another split, another model), so evaluating or resuming it
+            is refused with a message that says to train again.
     """
 
     name: str
@@ -111,6 +114,7 @@ class Suite:
     defining: tuple[str, ...] = ()
     evaluator: Callable[..., Any] | None = None
     description: str = ""
+    required_saved: tuple[str, ...] = ()
 
     @property
     def evaluates(self) -> bool:
@@ -197,3 +201,23 @@ def _check(suite: Any, where: str) -> None:
     missing = [a for a in needed if not hasattr(suite, a)]
     if missing:
         raise TypeError(f"{where} is not a task suite: it lacks {missing} (build it with fastadapt.training.Suite)")
+
+
+def check_saved_config(saved: Mapping[str, Any], suite: Any, where: object) -> None:
+    """Refuses a run whose saved config lacks a key of the suite's ``required_saved`` (see :class:`Suite`)."""
+    missing = [key for key in getattr(suite, "required_saved", ()) if not _has(saved, key)]
+    if missing:
+        raise ConfigError(
+            f"{where} was written by an older fastadapt: its config has no {', '.join(missing)}, so this version would "
+            "read it with another meaning (for movielens: another cold-start split and MeLU without its bounded "
+            "output); train it again"
+        )
+
+
+def _has(saved: Mapping[str, Any], key: str) -> bool:
+    node: Any = saved
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True

@@ -9,6 +9,7 @@ all-reduce the gradients without touching the rest.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ._config import ConfigError, config_from_dict, save_config
 from ._logging import RunLogger, plot_curves_if_installed
 from ._pretrain import pretrain
+from ._suites import check_saved_config
 
 LAST, BEST = "last.safetensors", "best.safetensors"
 
@@ -143,6 +145,7 @@ class Trainer:
         tensors, state = load_checkpoint(path)
         defining = (*_DEFINING, *self.exp.suite.defining)
         saved = state.get("config", {})
+        check_saved_config(saved, self.exp.suite, path)
         try:  # keys added since the checkpoint was written count as their defaults
             saved = config_from_dict(saved).to_dict()
         except ConfigError:
@@ -254,8 +257,16 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.restore(self.checkpoint_dir / LAST)
+            if self._stop_early():
+                print(
+                    f"{self.run_dir} stopped early at step {self.step} (best step {self.best_step}): nothing to "
+                    f"resume; raise training.patience (now {cfg.patience}) to train on",
+                    file=sys.stderr,
+                )
+                return self._summary(stopped=self.step)
         save_config(self.exp.config, self.run_dir / "config.yaml")
-        logger = RunLogger(self.run_dir, resume_step=self.step if resume else None)
+        # a resumed run goes on past an earlier early stop: that stop is no longer where it ended
+        logger = RunLogger(self.run_dir, resume_step=self.step if resume else None, drop=("early_stop",))
         val_seed = self.exp.config.evaluation.seed + 1  # validation episodes differ from test episodes
         if not resume and cfg.pretrain_steps:
             try:
@@ -295,6 +306,9 @@ class Trainer:
                 if isinstance(source, PrefetchedEpisodes):
                     source.close()  # its workers; a later sample starts them again
         plot_curves_if_installed(self.run_dir, self.exp.metric, self.best_step)
+        return self._summary(stopped)
+
+    def _summary(self, stopped: int | None) -> dict[str, Any]:
         return {
             "run_dir": str(self.run_dir),
             "step": self.step,
