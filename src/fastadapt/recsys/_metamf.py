@@ -12,7 +12,8 @@ release year), so that an item without training ratings (item-cold) starts from 
 
 At initialisation, the prior is the ridge regression of the pretrained users' vectors on their features, and the
 precision the ratio of the training noise to the variance left around that prior (empirical Bayes); meta-training
-starts from there. With a zero prior and precision ``reg``, the model is exactly the MF fold-in baseline.
+starts from there. With the MF baseline's item sides (ALS on all training ratings, ``support_only=False``), no
+feature map, a zero prior and precision ``reg``, its fold-in is exactly the MF baseline's.
 """
 
 from __future__ import annotations
