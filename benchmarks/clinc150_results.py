@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from fastadapt.evaluation import compare_on_episodes, mean_ci95, paired_comparison
+from fastadapt.evaluation import compare_on_episodes, mean_ci95_t, paired_comparison
 from fastadapt.text import (
     DEFAULT_ENCODER,
     HeadConfig,
@@ -152,7 +152,7 @@ def run_gap(runs: Path, results: Path, episodes: int) -> None:
 
 
 def _fmt(values: list[float]) -> str:
-    mean, ci = mean_ci95(values)
+    mean, ci = mean_ci95_t(values)  # a few seeds: Student-t
     return f"{100 * mean:.2f} ± {100 * ci:.2f}"
 
 

@@ -395,3 +395,16 @@ def test_group_kfold_rejects_bad_input() -> None:
         group_kfold({"a": [1, 2]})
     with pytest.raises(ValueError, match="group 'b' has no classes"):
         group_kfold({"a": [1], "b": []})
+
+
+def test_t_interval_matches_scipys_for_a_few_seeds() -> None:
+    from scipy import stats
+
+    from fastadapt.evaluation import mean_ci95, mean_ci95_t
+
+    values = [0.871, 0.884, 0.869, 0.902, 0.878]
+    mean, half = mean_ci95_t(values)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert mean == pytest.approx(np.mean(values)) and half == pytest.approx((high - low) / 2)
+    assert half / mean_ci95(values)[1] == pytest.approx(2.7764 / 1.96, rel=1e-4)  # wider than the normal one
+    assert mean_ci95_t([0.5]) == (0.5, 0.0)

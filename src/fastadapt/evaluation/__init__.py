@@ -23,3 +23,4 @@ from ._ranking import rmse as rmse
 from ._ranking import sample_negatives as sample_negatives
 from ._ranking import topk_metrics as topk_metrics
 from ._stats import mean_ci95 as mean_ci95
+from ._stats import mean_ci95_t as mean_ci95_t
