@@ -406,3 +406,32 @@ def test_text_csv_trains_through_the_config(tmp_path: Path) -> None:
     assert len(test.classes) == 3  # one of the 3 groups of 3 classes is held out
     task = test.sample(torch.Generator().manual_seed(0))
     assert task.support_x.shape == (3, 128) and task.query_x.shape == (6, 128)
+
+
+def test_hwu64_in_the_dnnc_format_with_its_fixed_few_shot_subsets(tmp_path: Path) -> None:
+    from fastadapt.data import DataError
+    from fastadapt.text import load_dnnc_folder
+
+    folder = Path(__file__).parents[2] / "shared" / "data" / "hwu64"
+    if not (folder / "train_5" / "seq.in").is_file():
+        pytest.skip(f"HWU64 not found at {folder} (expected a copy of shared/ beside the clone)")
+    full = load_dnnc_folder(folder)
+    assert full.num_classes == 64 and len(full.groups) == 18  # groups by name prefix: alarm, audio, calendar, ...
+    assert [len(full.indices(s)) for s in ("train", "val", "test")] == [8954, 1076, 1076]
+    five = load_dnnc_folder(folder, (("train", "train_5"), ("test", "test")))
+    train = five.labels[five.indices("train")]
+    assert np.bincount(train, minlength=64).tolist() == [5] * 64  # the fixed 5-shot set: 5 per intent
+    assert five.class_names == full.class_names and five.texts[:1] == ("remind me about my alarms today",)
+
+    bad = tmp_path / "bad"
+    for part, texts, labels in (("train", "hi\nbye\n", "greet\nleave\n"), ("test", "hello\n", "other\n")):
+        (bad / part).mkdir(parents=True)
+        (bad / part / "seq.in").write_text(texts)
+        (bad / part / "label").write_text(labels)
+    with pytest.raises(DataError, match=r"1 labels of the validation or test folders have no training utterance"):
+        load_dnnc_folder(bad, (("train", "train"), ("test", "test")))
+    (bad / "test" / "label").write_text("greet\nleave\n")
+    with pytest.raises(DataError, match=r"seq.in has 1 lines but label 2; one label per utterance"):
+        load_dnnc_folder(bad, (("train", "train"), ("test", "test")))
+    with pytest.raises(DataError, match=r"valid has no seq.in or label"):
+        load_dnnc_folder(bad)

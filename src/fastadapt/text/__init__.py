@@ -12,6 +12,7 @@ from ._allintents import all_intents as all_intents
 from ._datasets import TextDataset as TextDataset
 from ._datasets import clinc150_from_files as clinc150_from_files
 from ._datasets import load_clinc150 as load_clinc150
+from ._datasets import load_dnnc_folder as load_dnnc_folder
 from ._datasets import load_text_csv as load_text_csv
 from ._encoders import DEFAULT_ENCODER as DEFAULT_ENCODER
 from ._encoders import HASHED as HASHED

@@ -1,4 +1,5 @@
-"""Labelled text: CLINC150 (Larson et al. 2019, arXiv:1909.02027) and any CSV of ``text,label``."""
+"""Labelled text: CLINC150 (Larson et al. 2019, arXiv:1909.02027), any CSV of ``text,label``, and folders in
+the DNNC few-shot format (HWU64)."""
 
 from __future__ import annotations
 
@@ -167,6 +168,76 @@ def load_text_csv(
         labels,
         tuple(names),
         splits,
+        {k: tuple(v) for k, v in groups.items()},
+    )
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 ({error}); save it as UTF-8") from None
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    return text.splitlines()
+
+
+def load_dnnc_folder(
+    root: Path | str,
+    parts: Sequence[tuple[str, str]] = (("train", "train"), ("val", "valid"), ("test", "test")),
+    group_separator: str | None = "_",
+) -> TextDataset:
+    """The DNNC / CPFT few-shot format (Zhang et al. 2020, arXiv:2010.13009): one folder per split, each holding
+    ``seq.in`` (one utterance per line) and ``label`` (its intent, line by line), e.g. HWU64 with its fixed
+    ``train_5`` / ``train_10`` training subsets.
+
+    Args:
+        root: the folder holding the split folders.
+        parts: ``(split, folder)`` pairs: which folder is ``train``, ``val`` and ``test`` (pass
+            ``("train", "train_5")`` for the fixed 5-shot set); a split may be left out.
+        group_separator: a class's group is its name up to this separator (HWU64's ``alarm_query`` is in
+            ``alarm``; HWU64 has 18 such prefixes); ``None``: no groups.
+
+    Raises:
+        DataError: a missing folder or file, ``seq.in`` and ``label`` of different lengths, an empty line, a
+            test or validation label that no training line has (named).
+    """
+    root = Path(root)
+    texts, labels, splits = [], [], []
+    for split, folder in parts:
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r} for {root / folder}; use {list(SPLITS)}")
+        where = root / folder
+        missing = [f for f in ("seq.in", "label") if not (where / f).is_file()]
+        if missing:
+            raise DataError(f"{where} has no {' or '.join(missing)}; a DNNC split folder holds seq.in and label")
+        lines, names = _read_lines(where / "seq.in"), _read_lines(where / "label")
+        if len(lines) != len(names):
+            raise DataError(f"{where}: seq.in has {len(lines)} lines but label {len(names)}; one label per utterance")
+        for number, (text, name) in enumerate(zip(lines, names, strict=True), start=1):
+            if not text.strip() or not name.strip():
+                raise DataError(f"{where}, line {number}: empty utterance or label; every line needs both")
+            texts.append(text.strip())
+            labels.append(name.strip())
+            splits.append(split)
+    trained = {name for name, split in zip(labels, splits, strict=True) if split == "train"}
+    unseen = sorted({name for name, split in zip(labels, splits, strict=True) if split != "train"} - trained)
+    if trained and unseen:
+        raise DataError(
+            f"{root}: {len(unseen)} labels of the validation or test folders have no training utterance (e.g. "
+            f"{unseen[:3]}); every class needs training examples"
+        )
+    names_sorted = sorted(set(labels))
+    ids = {name: i for i, name in enumerate(names_sorted)}
+    groups: dict[str, list[int]] = {}
+    if group_separator is not None:
+        for name in names_sorted:
+            groups.setdefault(name.split(group_separator, 1)[0], []).append(ids[name])
+    return TextDataset(
+        tuple(texts),
+        np.array([ids[n] for n in labels], dtype=np.int64),
+        tuple(names_sorted),
+        np.array(splits),
         {k: tuple(v) for k, v in groups.items()},
     )
 
