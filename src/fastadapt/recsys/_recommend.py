@@ -15,6 +15,7 @@ from ..algorithms import Algorithm, Ridge
 from ..data._download import _atomic
 from ..evaluation import to_placement
 from ..typing import Params
+from ._methods import rating_range
 from ._movielens import ML100K_OCCUPATIONS, MovieLens, _age_group, _zip_prefix
 from ._tasks import USER_COLUMNS, features_for
 
@@ -127,6 +128,7 @@ class OnlineUser:
         self.algorithm, self.data, self.steps = algorithm, data, steps
         self.params = {k: v.detach() for k, v in params.items()}
         self.user = np.asarray(user, dtype=np.int64)
+        self.range = rating_range(data)
         self.ratings: dict[int, float] = {}
         self.ridge = isinstance(algorithm, Ridge)
         self.gram: torch.Tensor | None = None
@@ -145,19 +147,16 @@ class OnlineUser:
         """Adds (or changes) one rating and updates the adapted state."""
         if not 0 <= item < len(self.data.item_ids):
             raise ValueError(f"item index {item} is outside the {len(self.data.item_ids)} items")
-        low, high = float(self.data.rating.min()), float(self.data.rating.max())
+        low, high = self.range
         if not low <= rating <= high:
             raise ValueError(f"rating {rating} of item {int(self.data.item_ids[item])} is outside {low:g}-{high:g}")
         if not self.ridge:
             self.ratings[int(item)] = float(rating)
             return
-        if self.gram is None:  # the prior alone: L and L m
-            _, _, prior, log_precision = self._terms(np.array([item]))
+        offset, design, prior, log_precision = self._terms(np.array([item]))
+        if self.gram is None or self.rhs is None:  # the prior alone: L and L m
             precision = log_precision.exp()
             self.gram, self.rhs = torch.diag(precision), precision * prior[0]
-            self.theta = prior[0].clone()
-        assert self.gram is not None and self.rhs is not None
-        offset, design, _, _ = self._terms(np.array([item]))
         a, target = design[0], float(rating) - offset[0]
         if int(item) in self.ratings:  # a changed rating: take the old term out
             old = self.ratings[int(item)] - offset[0]
@@ -170,20 +169,19 @@ class OnlineUser:
         """Predicted ratings ``(len(items),)`` from the current state (the prior, before any rating)."""
         x = to_placement(features_for(self.data, self.user, np.asarray(items)), self.params)
         with torch.no_grad():
-            if self.ridge:
-                if self.theta is not None and self.steps != 0:  # steps 0: no adaptation, as without --state
-                    state = {"theta": self.theta}
-                else:
-                    zero = torch.zeros(1, 1, dtype=x.dtype, device=x.device)
-                    state = self.algorithm.adapt(self.params, x[:1], zero, steps=0)
-            elif self.ratings:
+            if (
+                not self.ratings or self.steps == 0
+            ):  # no adaptation: the meta-learned start (steps 0, as without --state)
+                zero = torch.zeros(1, 1, dtype=x.dtype, device=x.device)
+                state = self.algorithm.adapt(self.params, x[:1], zero, steps=0)
+            elif self.theta is not None:  # ridge: the incremental solve
+                state = {"theta": self.theta}
+            else:
                 known = np.array(list(self.ratings), dtype=np.int64)
                 sx = to_placement(features_for(self.data, self.user, known), self.params)
                 sy = to_placement(torch.tensor(list(self.ratings.values())).unsqueeze(1), self.params)
                 with torch.enable_grad():
                     state = self.algorithm.adapt(self.params, sx, sy, steps=self.steps)
-            else:
-                state = self.algorithm.adapt(self.params, x[:1], torch.zeros(1, 1, dtype=x.dtype), steps=0)
             out = self.algorithm.predict(self.params, state, x)
         return out.reshape(-1).cpu().numpy().astype(np.float64)
 
