@@ -288,7 +288,7 @@ def clusters(
 def test_meta_trained_heads_beat_chance(algorithm: str, single_thread: None) -> None:
     x, y = clusters()
     hidden = () if algorithm in ("maml", "metasgd") else (32,)
-    config = HeadConfig(algorithm, hidden=hidden, shots=4, queries=4, iterations=30, inner_lr=1.0)
+    config = HeadConfig(algorithm, hidden=hidden, shots=4, queries=4, iterations=30, inner_lr=0.2)
     head = meta_train_head(config, x, y)
     fresh_x, fresh_y = clusters(noise_seed=1)  # points never seen in meta-training
     sx, sy = torch.from_numpy(fresh_x[::2]), torch.from_numpy(fresh_y[::2])
@@ -305,7 +305,7 @@ def test_maml_head_refuses_episodes_narrower_than_its_output() -> None:
 
 def test_soup_of_linear_heads_averages_their_logits(single_thread: None) -> None:
     x, y = clusters()
-    head = meta_train_head(HeadConfig("maml", hidden=(), shots=4, queries=4, iterations=5, inner_lr=1.0), x, y)
+    head = meta_train_head(HeadConfig("maml", hidden=(), shots=4, queries=4, iterations=5, inner_lr=0.2), x, y)
     sx, sy, qx = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(x[:7])
     variants = adaptation_variants(head)
     assert len(variants) == 6
@@ -339,11 +339,14 @@ def test_all_intents_scores_every_method_and_ensemble(single_thread: None) -> No
     embeddings = HashedNgrams(256).encode_batch(data.texts)
     heads = {
         "protonet": HeadConfig("protonet", hidden=(32,), shots=2, queries=1, iterations=10),
-        "maml": HeadConfig("maml", hidden=(), shots=2, queries=1, iterations=10, inner_lr=20.0),
+        "maml": HeadConfig("maml", hidden=(), shots=2, queries=1, iterations=10, inner_lr=3.0),
     }
-    results = all_intents(data, embeddings, 3, 0, heads, baselines=("logistic", "nearest-mean"), soups=("maml",))
+    results = all_intents(
+        data, embeddings, 3, 0, heads, baselines=("logistic", "nearest-mean"), soups=("maml",), select=False
+    )
     expected = {"logistic", "nearest-mean", "protonet", "maml", "maml variants", "maml soup", "ensemble"}
     assert set(results) == expected | {"ensemble+logistic"}
+    assert results["maml"]["effective_inner_lr"] == 18.0  # the per-class rate times the 6 classes
     assert results["nearest-mean"]["accuracy"] > 0.8 and results["logistic"]["accuracy"] > 0.8
     assert all(0.0 <= r["macro_f1"] <= 1.0 for r in results.values())
 
@@ -435,3 +438,52 @@ def test_hwu64_in_the_dnnc_format_with_its_fixed_few_shot_subsets(tmp_path: Path
         load_dnnc_folder(bad, (("train", "train"), ("test", "test")))
     with pytest.raises(DataError, match=r"valid has no seq.in or label"):
         load_dnnc_folder(bad)
+
+
+# -- settings chosen per run -------------------------------------------------------------------------
+
+
+def embedded_intents(classes: int, dim: int = 32, train: int = 6, test: int = 6, noise: float = 1.8, seed: int = 0):
+    """Unit-length embeddings scattered around one random direction per class (a sentence encoder's geometry):
+    ``train`` training and ``test`` test utterances per class."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x = centres.repeat(train + test, 0) + noise * rng.normal(size=(classes * (train + test), dim)) / np.sqrt(dim)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.arange(classes).repeat(train + test)
+    splits = np.tile(np.array(["train"] * train + ["test"] * test), classes)
+    names = tuple(f"c{c}" for c in range(classes))
+    return TextDataset(tuple(f"u{i}" for i in range(len(y))), y, names, splits), x.astype(np.float32)
+
+
+def test_kshot_folds_hold_out_one_example_per_class_each() -> None:
+    from fastadapt.text import kshot_folds
+
+    y = np.repeat(np.arange(4), 5)
+    pairs = kshot_folds(y, 3, seed=1)
+    held = [set(va.tolist()) for _, va in pairs]
+    assert all(np.bincount(y[va], minlength=4).tolist() == [1] * 4 for _, va in pairs)
+    assert not (held[0] & held[1]) and not (held[1] & held[2])
+    assert all(set(tr.tolist()) | set(va.tolist()) == set(range(20)) for tr, va in pairs)
+    with pytest.raises(ValueError, match=r"class 0 has 3 examples; 3-fold selection needs 4 or more per class"):
+        kshot_folds(np.repeat(np.arange(2), 3), 3)
+
+
+@pytest.mark.parametrize("classes", [20, 150])
+def test_inner_rate_is_chosen_per_run_and_maml_keeps_up_with_logistic(classes: int, single_thread: None) -> None:
+    data, embeddings = embedded_intents(classes)
+    heads = {"maml": HeadConfig("maml", hidden=(), shots=3, queries=2, iterations=30)}
+    results = all_intents(data, embeddings, 5, 0, heads, baselines=("logistic",), soups=())
+    selection = results["maml"]["selection"]
+    assert selection["validation"] == "2-fold over the K-shot set"
+    assert len(selection["candidates"]) == 6  # 3 per-class rates x 2 adaptation step counts
+    best = max(selection["candidates"].values())
+    assert selection["validation_accuracy"] == best
+    chosen = selection["chosen"]
+    assert selection["candidates"][f"inner_lr={chosen['inner_lr']:g} test_steps={chosen['test_steps']}"] == best
+    # The rate the mean-loss inner loop runs with scales with the classes, so one per-class grid fits both.
+    assert results["maml"]["effective_inner_lr"] == chosen["inner_lr"] * classes
+    assert results["logistic"]["accuracy"] > 3 / classes  # well above chance
+    assert results["maml"]["accuracy"] > results["logistic"]["accuracy"] - 0.05
+    assert results["selected"]["method"] in ("maml", "logistic")

@@ -8,6 +8,7 @@ Importing this package does not import sentence-transformers (the ``[text]`` ext
 from __future__ import annotations
 
 from ._allintents import BASELINES as BASELINES
+from ._allintents import SELECTABLE as SELECTABLE
 from ._allintents import all_intents as all_intents
 from ._datasets import TextDataset as TextDataset
 from ._datasets import clinc150_from_files as clinc150_from_files
@@ -38,3 +39,7 @@ from ._fewshot import uniform_soup as uniform_soup
 from ._protocols import episodic_pool as episodic_pool
 from ._protocols import heldout_classes as heldout_classes
 from ._protocols import kshot_indices as kshot_indices
+from ._selection import DEFAULT_GRIDS as DEFAULT_GRIDS
+from ._selection import Selection as Selection
+from ._selection import kshot_folds as kshot_folds
+from ._selection import select_head as select_head

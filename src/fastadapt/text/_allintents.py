@@ -25,8 +25,12 @@ from ._fewshot import (
     uniform_soup,
 )
 from ._protocols import kshot_indices
+from ._selection import kshot_folds, select_head
 
 BASELINES = ("logistic", "nearest-mean", "hashed-mlp")
+#: The baselines whose validation score can choose them as the run's method (the hashed MLP is left out: it
+#: costs more than the rest together and is never the best on a pretrained encoder).
+SELECTABLE = ("logistic", "nearest-mean")
 Probabilities = npt.NDArray[np.float64]
 
 
@@ -46,6 +50,9 @@ def all_intents(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     split: str = "test",
+    select: bool = True,
+    folds: int = 2,
+    validation: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One seeded K-shot draw, every method on it.
 
@@ -57,10 +64,18 @@ def all_intents(
         soups: names in ``heads`` whose adaptation variants (inner learning rate x steps) are also combined,
             as a uniform soup and as a prediction ensemble of the same variants.
         split: where the methods are scored: ``"test"``, or ``"val"`` to choose settings without the test split.
+        select: choose each head's settings (:func:`~fastadapt.text.select_head`: per-class inner rate and
+            adaptation steps) on the K-shot draw by ``folds``-fold cross-validation, or on ``validation``
+            (embeddings, labels) when given, before the head is meta-trained on the whole draw; and choose
+            the run's method (``selected``) among the heads and :data:`SELECTABLE` baselines by the same
+            validation accuracy. ``False``: the heads' settings as given, no ``selected`` row.
 
     Returns:
         method -> ``{"accuracy", "macro_f1", "seconds"}`` on ``split``; an ensemble's or soup's seconds are
-        its own cost beyond its members'. Ensembles: ``ensemble`` (the mean
+        its own cost beyond its members'. With ``select``, each head's row has ``selection``
+        (:meth:`Selection.summary`: the chosen values and every candidate's validation accuracy; its seconds
+        include the search), each selectable method's row its ``validation_accuracy``, and ``selected`` is
+        the row of the method with the best one, with its name under ``method``. Ensembles: ``ensemble`` (the mean
         probabilities of the meta-trained heads), ``ensemble+logistic`` (those and the logistic head),
         ``<head> soup`` and ``<head> variants`` for each name in ``soups``.
     """
@@ -80,8 +95,22 @@ def all_intents(
         results[name] = _scores(ty, p, seconds)
         say(f"{shots}-shot seed {seed} {name}: accuracy {results[name]['accuracy']:.4f} ({seconds:.1f} s)")
 
+    pairs = kshot_folds(sy, folds, seed) if select and validation is None else []
+    validated: dict[str, float] = {}
+
+    def validate(name: str) -> None:
+        fit = logistic_head if name == "logistic" else nearest_mean
+        if validation is not None:
+            p = fit(sx, sy, validation[0])
+            validated[name] = float((p.argmax(1) == validation[1]).mean())
+        else:
+            accuracies = [(fit(sx[tr], sy[tr], sx[va]).argmax(1) == sy[va]).mean() for tr, va in pairs]
+            validated[name] = float(np.mean(accuracies))
+
     for name in baselines:
         start = time.perf_counter()
+        if select and name in SELECTABLE:
+            validate(name)
         if name == "logistic":
             p = logistic_head(sx, sy, tx, seed=seed)
         elif name == "nearest-mean":
@@ -92,9 +121,22 @@ def all_intents(
     support_x, support_y, test_x = torch.from_numpy(sx), torch.from_numpy(sy), torch.from_numpy(tx)
     for name, config in heads.items():
         start = time.perf_counter()
-        head = meta_train_head(replace(config, seed=seed), sx, sy, classes=dataset.num_classes, progress=progress)
+        config = replace(config, seed=seed)
+        selection = None
+        if select:
+            selection = select_head(
+                config, sx, sy, dataset.num_classes, folds=folds, validation=validation, progress=progress
+            )
+            config = selection.config
+            validated[name] = selection.scores[selection.best]
+            say(f"{shots}-shot seed {seed} {name}: chose {selection.best} ({selection.validation})")
+        head = meta_train_head(config, sx, sy, classes=dataset.num_classes, progress=progress)
         p = head.probabilities(head.adapt(support_x, support_y), test_x).double().numpy()
         record(name, p, time.perf_counter() - start)
+        if selection is not None:
+            results[name]["selection"] = selection.summary()
+        if head.effective_inner_lr is not None:
+            results[name]["effective_inner_lr"] = head.effective_inner_lr
         if name in soups:
             start = time.perf_counter()
             variants = adaptation_variants(head)
@@ -109,4 +151,9 @@ def all_intents(
         if "logistic" in probabilities:
             members = [probabilities[n] for n in (*heads, "logistic")]
             record("ensemble+logistic", average_probabilities(members), 0.0)
+    for name, accuracy in validated.items():
+        results[name]["validation_accuracy"] = accuracy
+    if validated:
+        best = max(validated, key=lambda n: validated[n])
+        results["selected"] = {**results[best], "method": best}
     return results

@@ -39,9 +39,12 @@ class HeadConfig:
             class when they are later adapted to all of them, since their output layer has one unit per way).
         shots, queries: support and query examples per class in a training episode.
         iterations, meta_batch, outer_lr: the outer loop (Adam).
-        inner_lr, inner_steps: the inner loop (Meta-SGD starts its learned rates at ``inner_lr``). The inner
-            loss is the mean cross-entropy over ``ways x shots`` examples, so a class's gradient shrinks
-            with the number of ways: 150-way heads on unit-length embeddings need rates in the hundreds.
+        inner_lr, inner_steps: the inner loop (Meta-SGD starts its learned rates at ``inner_lr``). The rate is
+            **per class**: the inner loss is the sum over the episode's classes of each class's mean
+            cross-entropy (``ways`` times the mean over the balanced support set), so that a class's share
+            of the gradient, and with it the meaning of a rate, is the same at 20 and at 150 ways. The
+            plain-mean rate the algorithm runs with is ``inner_lr * ways``
+            (:attr:`FittedHead.effective_inner_lr`).
         test_steps: inner steps when adapting to the final support set (default ``inner_steps``).
         seed: the initial weights and the episodes.
         strategy: how a meta-batch is batched (``fastadapt.algorithms.STRATEGIES``).
@@ -55,7 +58,7 @@ class HeadConfig:
     iterations: int = 300
     meta_batch: int = 4
     outer_lr: float = 1e-3
-    inner_lr: float = 0.5
+    inner_lr: float = 2.0
     inner_steps: int = 5
     test_steps: int | None = None
     seed: int = 0
@@ -73,6 +76,12 @@ class FittedHead:
     algorithm: Algorithm
     params: Params
     config: HeadConfig
+
+    @property
+    def effective_inner_lr(self) -> float | None:
+        """The rate of the mean-loss inner loop (``config.inner_lr`` times the ways); ``None`` for ProtoNet."""
+        rate = getattr(self.algorithm, "inner_lr", None)
+        return None if rate is None else float(rate)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         """The adaptation state (prototypes or fast weights) for a support set of class ids ``0..C-1``."""
@@ -109,6 +118,8 @@ def meta_train_head(
     present = np.unique(y)
     classes = classes or len(present)
     ways = config.ways or len(present)
+    if config.algorithm == "protonet":
+        ways = min(ways, len(present))  # a 20-way default on fewer classes: episodes of every class
     if config.algorithm != "protonet" and ways != classes:
         fix = "leave ways unset" if config.ways else f"give the head {len(present)} classes or label every class"
         raise ValueError(
@@ -122,14 +133,15 @@ def meta_train_head(
         algorithm = build_algorithm("protonet", model, ways=ways)
         final = build_algorithm("protonet", model, ways=classes)
     else:
-        options = {"inner_lr": config.inner_lr, "inner_steps": config.inner_steps}
+        # The per-class rate times the ways: the algorithms' inner loss is the mean over the support set.
+        options = {"inner_lr": config.inner_lr * ways, "inner_steps": config.inner_steps}
         algorithm = final = build_algorithm(config.algorithm, model, **options)
     pool = LabelledPool(torch.from_numpy(x), torch.from_numpy(y), tuple(str(c) for c in range(int(y.max()) + 1)))
     sampler = EpisodeSampler(pool, present.tolist(), ways, config.shots, config.queries)
     params = {k: v.requires_grad_() for k, v in algorithm.init_params().items()}
     # Meta-SGD's learned rates start at inner_lr and move by outer_lr * inner_lr per step: a relative change,
     # as the weights get.
-    optimizer = torch.optim.Adam(optimizer_groups(params, config.outer_lr, config.outer_lr * config.inner_lr))
+    optimizer = torch.optim.Adam(optimizer_groups(params, config.outer_lr, config.outer_lr * config.inner_lr * ways))
     generator = torch.Generator().manual_seed(config.seed)
     device, dtype = placement(params)  # embeddings of another float type (float64) are cast to the head's
     for _ in tqdm(range(config.iterations), desc=f"meta-training {config.algorithm}", disable=not progress):
@@ -239,7 +251,8 @@ def adaptation_variants(
         for step_scale in step_scales:
             algorithm = head.algorithm
             if lr_scale != 1.0:
-                algorithm = dataclasses.replace(algorithm, inner_lr=head.config.inner_lr * lr_scale)  # type: ignore[type-var]
+                rate = head.effective_inner_lr * lr_scale  # type: ignore[operator]
+                algorithm = dataclasses.replace(algorithm, inner_lr=rate)  # type: ignore[type-var]
             config = dataclasses.replace(head.config, test_steps=steps * step_scale)
             variants.append(FittedHead(algorithm, head.params, config))
     return variants
