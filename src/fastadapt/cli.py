@@ -16,6 +16,7 @@ from .algorithms import REGISTRY
 from .data_cli import data as data_group
 from .recsys import OnlineUser, RecsysData, read_ratings, user_categories
 from .recsys import recommend as recommend_items
+from .text_cli import text as text_group
 from .training import (
     CheckpointError,
     ConfigError,
@@ -52,6 +53,7 @@ def main() -> None:
 
 
 main.add_command(data_group)
+main.add_command(text_group)
 
 
 @main.command()

@@ -31,11 +31,15 @@ from ._fewshot import FittedHead as FittedHead
 from ._fewshot import HeadConfig as HeadConfig
 from ._fewshot import adaptation_variants as adaptation_variants
 from ._fewshot import average_probabilities as average_probabilities
+from ._fewshot import fit_logistic as fit_logistic
 from ._fewshot import hashed_mlp as hashed_mlp
 from ._fewshot import logistic_head as logistic_head
 from ._fewshot import meta_train_head as meta_train_head
 from ._fewshot import nearest_mean as nearest_mean
 from ._fewshot import uniform_soup as uniform_soup
+from ._oos import choose_threshold as choose_threshold
+from ._oos import out_of_scope_report as out_of_scope_report
+from ._predictor import Predictor as Predictor
 from ._protocols import episodic_pool as episodic_pool
 from ._protocols import heldout_classes as heldout_classes
 from ._protocols import kshot_indices as kshot_indices

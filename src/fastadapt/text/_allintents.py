@@ -18,12 +18,15 @@ from ._fewshot import (
     HeadConfig,
     adaptation_variants,
     average_probabilities,
+    fit_logistic,
     hashed_mlp,
     logistic_head,
     meta_train_head,
     nearest_mean,
     uniform_soup,
 )
+from ._oos import choose_threshold, out_of_scope_report
+from ._predictor import Predictor
 from ._protocols import kshot_indices
 from ._selection import kshot_folds, select_head
 
@@ -53,6 +56,8 @@ def all_intents(
     select: bool = True,
     folds: int = 2,
     validation: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None,
+    out_of_scope: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None,
+    keep: dict[str, Predictor] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One seeded K-shot draw, every method on it.
 
@@ -69,6 +74,13 @@ def all_intents(
             (embeddings, labels) when given, before the head is meta-trained on the whole draw; and choose
             the run's method (``selected``) among the heads and :data:`SELECTABLE` baselines by the same
             validation accuracy. ``False``: the heads' settings as given, no ``selected`` row.
+        out_of_scope: embeddings of out-of-scope validation and test utterances (needs ``validation``): each
+            method's confidence threshold is chosen on the validation ones
+            (:func:`~fastadapt.text.choose_threshold`) and its row gets ``oos``
+            (:func:`~fastadapt.text.out_of_scope_report` on the test split and the test ones; the hashed MLP,
+            which reads texts, is left out).
+        keep: filled with a :class:`~fastadapt.text.Predictor` of each baseline and head that can be saved
+            (logistic, nearest-mean, the heads), with its threshold when ``out_of_scope`` is given.
 
     Returns:
         method -> ``{"accuracy", "macro_f1", "seconds"}`` on ``split``; an ensemble's or soup's seconds are
@@ -86,39 +98,58 @@ def all_intents(
     test = dataset.indices(split)
     sx, sy = embeddings[support], dataset.labels[support]
     tx, ty = embeddings[test], dataset.labels[test]
+    if out_of_scope is not None and validation is None:
+        raise ValueError("out-of-scope thresholds are chosen on validation utterances: give validation too")
+    # Every method predicts the test rows, then the validation and out-of-scope rows, in one call.
+    extra = [] if validation is None else [validation[0]]
+    extra += [] if out_of_scope is None else list(out_of_scope)
+    bounds = np.cumsum([len(tx)] + [len(e) for e in extra]).tolist()
+    rows_x = np.concatenate([tx, *extra]) if extra else tx
     say = log or (lambda _: None)
     results: dict[str, dict[str, Any]] = {}
     probabilities: dict[str, Probabilities] = {}
+    validated: dict[str, float] = {}
 
     def record(name: str, p: Probabilities, seconds: float) -> None:
-        probabilities[name] = p
-        results[name] = _scores(ty, p, seconds)
+        parts = np.split(p, bounds[:-1]) if len(p) == len(rows_x) else [p]
+        probabilities[name] = parts[0]
+        results[name] = _scores(ty, parts[0], seconds)
+        if validation is not None and len(parts) > 1 and name in validated:
+            validated[name] = float((parts[1].argmax(1) == validation[1]).mean())
+        if out_of_scope is not None and len(parts) == 4:
+            threshold = choose_threshold(parts[1], validation[1], parts[2])  # type: ignore[index]
+            results[name]["oos"] = out_of_scope_report(parts[0], ty, parts[3], threshold)
+            if keep is not None and name in keep:
+                keep[name].threshold = threshold
         say(f"{shots}-shot seed {seed} {name}: accuracy {results[name]['accuracy']:.4f} ({seconds:.1f} s)")
 
     pairs = kshot_folds(sy, folds, seed) if select and validation is None else []
-    validated: dict[str, float] = {}
 
     def validate(name: str) -> None:
-        fit = logistic_head if name == "logistic" else nearest_mean
         if validation is not None:
-            p = fit(sx, sy, validation[0])
-            validated[name] = float((p.argmax(1) == validation[1]).mean())
-        else:
-            accuracies = [(fit(sx[tr], sy[tr], sx[va]).argmax(1) == sy[va]).mean() for tr, va in pairs]
-            validated[name] = float(np.mean(accuracies))
+            validated[name] = 0.0  # scored on the validation rows of its predictions, in record()
+            return
+        fit = logistic_head if name == "logistic" else nearest_mean
+        accuracies = [(fit(sx[tr], sy[tr], sx[va]).argmax(1) == sy[va]).mean() for tr, va in pairs]
+        validated[name] = float(np.mean(accuracies))
 
     for name in baselines:
         start = time.perf_counter()
         if select and name in SELECTABLE:
             validate(name)
         if name == "logistic":
-            p = logistic_head(sx, sy, tx, seed=seed)
+            model = fit_logistic(sx, sy, seed=seed)
+            p = np.asarray(model.predict_proba(rows_x))
+            if keep is not None:
+                keep[name] = Predictor.linear(model)
         elif name == "nearest-mean":
-            p = nearest_mean(sx, sy, tx)
+            p = nearest_mean(sx, sy, rows_x)
+            if keep is not None:
+                keep[name] = Predictor.nearest_mean(sx, sy)
         else:
             p = hashed_mlp(texts_of(dataset, support), sy, texts_of(dataset, test), seed=seed)
         record(name, p, time.perf_counter() - start)
-    support_x, support_y, test_x = torch.from_numpy(sx), torch.from_numpy(sy), torch.from_numpy(tx)
+    support_x, support_y, test_x = torch.from_numpy(sx), torch.from_numpy(sy), torch.from_numpy(rows_x)
     for name, config in heads.items():
         start = time.perf_counter()
         config = replace(config, seed=seed)
@@ -128,10 +159,13 @@ def all_intents(
                 config, sx, sy, dataset.num_classes, folds=folds, validation=validation, progress=progress
             )
             config = selection.config
-            validated[name] = selection.scores[selection.best]
+            validated[name] = selection.scores[selection.best]  # with validation rows: scored again in record()
             say(f"{shots}-shot seed {seed} {name}: chose {selection.best} ({selection.validation})")
         head = meta_train_head(config, sx, sy, classes=dataset.num_classes, progress=progress)
-        p = head.probabilities(head.adapt(support_x, support_y), test_x).double().numpy()
+        state = head.adapt(support_x, support_y)
+        if keep is not None:
+            keep[name] = Predictor.head(head, state, name)
+        p = head.probabilities(state, test_x).double().numpy()
         record(name, p, time.perf_counter() - start)
         if selection is not None:
             results[name]["selection"] = selection.summary()

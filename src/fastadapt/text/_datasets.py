@@ -56,11 +56,17 @@ class TextDataset:
         return np.flatnonzero(self.splits == split).astype(np.int64)
 
 
-def clinc150_from_files(data_full: Path | str, domains: Path | str) -> TextDataset:
+#: The label CLINC150's out-of-scope utterances get when they are loaded.
+OUT_OF_SCOPE = "oos"
+
+
+def clinc150_from_files(data_full: Path | str, domains: Path | str, out_of_scope: bool = False) -> TextDataset:
     """CLINC150's 150 in-scope intents from the publisher's ``data_full.json`` and ``domains.json``.
 
     Class ids follow ``domains.json``: domain by domain, intents in the listed order. The out-of-scope
-    utterances are left out (the few-shot protocol scores the 4,500 in-scope test utterances).
+    utterances are left out (the few-shot protocol scores the 4,500 in-scope test utterances), unless
+    ``out_of_scope``: then ``oos_train`` / ``oos_val`` / ``oos_test`` (100 / 100 / 1,000) are class 150,
+    named :data:`OUT_OF_SCOPE`, in no group.
     """
     data_full, domains = Path(data_full), Path(domains)
     try:
@@ -84,14 +90,24 @@ def clinc150_from_files(data_full: Path | str, domains: Path | str) -> TextDatas
             texts.append(text)
             labels.append(ids[intent])
             splits.append(split)
+    if out_of_scope:
+        for split in SPLITS:
+            for text, _ in rows.get(f"oos_{split}", []):
+                texts.append(text)
+                labels.append(len(names))
+                splits.append(split)
+        names.append(OUT_OF_SCOPE)
     offsets = np.cumsum([0] + [len(v) for v in groups_by_name.values()])
     groups = {name: tuple(range(int(offsets[i]), int(offsets[i + 1]))) for i, name in enumerate(groups_by_name)}
     return TextDataset(tuple(texts), np.array(labels, dtype=np.int64), tuple(names), np.array(splits), groups)
 
 
-def load_clinc150(root: Path | str | None = None, *, download: bool = False, progress: bool = True) -> TextDataset:
+def load_clinc150(
+    root: Path | str | None = None, *, download: bool = False, progress: bool = True, out_of_scope: bool = False
+) -> TextDataset:
     """CLINC150 from ``root`` (a folder with ``data_full.json`` and ``domains.json``, used as it is) or from
-    the verified copy in the cache (``fastadapt data download clinc150``), downloaded first if ``download``."""
+    the verified copy in the cache (``fastadapt data download clinc150``), downloaded first if ``download``;
+    with its out-of-scope utterances as class ``"oos"`` if ``out_of_scope``."""
     files = [f.name for f in REGISTRY["clinc150"].files]
     if root is None:
         folder = ensure_dataset("clinc150", download_missing=download, progress=progress)
@@ -104,7 +120,7 @@ def load_clinc150(root: Path | str | None = None, *, download: bool = False, pro
                     f"({REGISTRY['clinc150'].file(name).url}), or leave data.root unset to use the cache "
                     "(`fastadapt data download clinc150`)"
                 )
-    return clinc150_from_files(folder / files[0], folder / files[1])
+    return clinc150_from_files(folder / files[0], folder / files[1], out_of_scope)
 
 
 def load_text_csv(
@@ -112,7 +128,7 @@ def load_text_csv(
     *,
     text_column: str = "text",
     label_column: str = "label",
-    group_column: str = "group",
+    group_column: str | None = "group",
     split_column: str = "split",
 ) -> TextDataset:
     """Any UTF-8 CSV with a header holding ``text`` and ``label`` columns.
@@ -150,7 +166,7 @@ def load_text_csv(
     if bad:
         raise DataError(f"{path}: column {split_column!r} has values {bad}; use {list(SPLITS)}")
     groups: dict[str, list[int]] = {}
-    if group_column in (rows[0] or {}):
+    if group_column is not None and group_column in (rows[0] or {}):
         owner: dict[int, str] = {}
         for line, row in enumerate(rows, start=2):
             group, label = (row.get(group_column) or "").strip(), ids[row[label_column].strip()]

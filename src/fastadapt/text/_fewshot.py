@@ -157,14 +157,11 @@ def meta_train_head(
     return FittedHead(final, {k: v.detach() for k, v in params.items()}, config)
 
 
-def logistic_head(
-    support_x: Array, support_y: Labels, query_x: Array, c: float | None = None, seed: int = 0
-) -> npt.NDArray[np.float64]:
-    """The transfer baseline: multinomial logistic regression on the frozen embeddings (scikit-learn).
+def fit_logistic(support_x: Array, support_y: Labels, c: float | None = None, seed: int = 0) -> Any:
+    """The transfer baseline's fitted scikit-learn ``LogisticRegression`` (multinomial, L2) on the frozen embeddings.
 
     ``c``: the inverse L2 strength; by default chosen by stratified cross-validation (log-loss) on the support set
     (as many folds as the rarest class has examples, at most 5; ``c=10`` when a class has a single example).
-    Returns ``(n_query, C)`` probabilities.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -176,7 +173,14 @@ def logistic_head(
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
         model = GridSearchCV(model, grid, cv=splitter, scoring="neg_log_loss")
     model.fit(support_x, support_y)
-    return np.asarray(model.predict_proba(query_x))
+    return model.best_estimator_ if hasattr(model, "best_estimator_") else model
+
+
+def logistic_head(
+    support_x: Array, support_y: Labels, query_x: Array, c: float | None = None, seed: int = 0
+) -> npt.NDArray[np.float64]:
+    """The transfer baseline (:func:`fit_logistic`): ``(n_query, C)`` probabilities of the query embeddings."""
+    return np.asarray(fit_logistic(support_x, support_y, c, seed).predict_proba(query_x))
 
 
 def nearest_mean(support_x: Array, support_y: Labels, query_x: Array) -> npt.NDArray[np.float64]:

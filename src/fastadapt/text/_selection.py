@@ -99,7 +99,7 @@ def _label(values: Mapping[str, Any]) -> str:
 
 
 def _parse(label: str) -> list[str]:
-    return [part.split("=", 1)[0] for part in label.split()]
+    return [part.split("=", 1)[0] for part in label.split() if "=" in part]
 
 
 def _grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -157,7 +157,9 @@ def select_head(
                 predicted = head.probabilities(head.adapt(sx, sy, steps=steps * scale), torch.from_numpy(val_x))
                 accuracy = float((predicted.argmax(1).numpy() == val_y).mean())
                 totals.setdefault(label, []).append(accuracy)
-                settings[label] = dataclasses.replace(candidate, **({"test_steps": steps * scale} if scales != (1,) else {}))
+                settings[label] = (
+                    candidate if scales == (1,) else dataclasses.replace(candidate, test_steps=steps * scale)
+                )
     scores = {label: float(np.mean(values)) for label, values in totals.items()}
     best = max(scores, key=lambda label: scores[label])  # the first of equal scores
     return Selection(settings[best], scores, best, how)

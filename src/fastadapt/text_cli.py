@@ -1,0 +1,465 @@
+"""``fastadapt text``: few-shot intent classification on one's own labelled texts (CSV files or DNNC split
+folders), every method on the same K-shot draws with its settings chosen on the run's own data, and
+``predict`` with a saved classifier."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from ._extras import MissingExtraError
+from .data import DataError
+from .evaluation import mean_ci95_t, paired_comparison
+from .training import CheckpointError
+
+#: The methods of `text fit` (the meta-trained heads and the baselines they are compared with).
+METHODS = ("logistic", "nearest-mean", "protonet", "maml", "anil", "metasgd")
+HEADS = ("protonet", "maml", "anil", "metasgd")
+CLASSIFIER = "classifier.safetensors"
+
+
+class InputError(ValueError):
+    """Bad input to `fastadapt text` (a file, a column, a label, a count)."""
+
+
+def _fail(error: Exception) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(2)
+
+
+@click.group("text")
+def text() -> None:
+    """Few-shot text classification on your own data (CSV files or DNNC folders of seq.in and label)."""
+
+
+def read_examples(path: Path, text_column: str, label_column: str) -> list[tuple[str, str, str]]:
+    """``(text, label, split)`` rows of a CSV file (with its optional ``split`` column; default ``train``) or a
+    DNNC split folder (``seq.in`` and ``label``; every row ``train``)."""
+    from .text import load_dnnc_folder, load_text_csv
+
+    if not path.exists():
+        raise InputError(f"{path} does not exist; give a CSV file or a folder holding seq.in and label")
+    if path.is_dir():
+        dataset = load_dnnc_folder(path.parent, (("train", path.name),), group_separator=None)
+    else:
+        dataset = load_text_csv(path, text_column=text_column, label_column=label_column, group_column=None)
+    names = dataset.class_names
+    return [
+        (t, names[y], str(s)) for t, y, s in zip(dataset.texts, dataset.labels.tolist(), dataset.splits, strict=True)
+    ]
+
+
+def _parse_shots(values: Sequence[str]) -> list[int]:
+    shots: list[int] = []
+    for value in values:
+        for part in value.replace(",", " ").split():
+            if not part.isdigit() or int(part) < 1:
+                raise InputError(f"--shots {part!r} is not a count of examples per label; give integers >= 1")
+            shots.append(int(part))
+    return sorted(set(shots)) or [5]
+
+
+def _carve(rows: list[tuple[str, str, str]], fraction: float, seed: int) -> list[tuple[str, str, str]]:
+    """Moves ``fraction`` of each label's training rows (at least one) to the validation split."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, (_, label, split) in enumerate(rows):
+        if split == "train":
+            by_label.setdefault(label, []).append(i)
+    moved = set()
+    for label, members in sorted(by_label.items()):
+        count = max(1, round(fraction * len(members)))
+        if count >= len(members):
+            raise InputError(
+                f"--val-fraction {fraction}: label {label!r} has {len(members)} training example(s), too few "
+                "to carve validation ones from; lower --val-fraction or give a --val file"
+            )
+        moved.update(rng.choice(members, size=count, replace=False).tolist())
+    return [(t, label, "val" if i in moved else split) for i, (t, label, split) in enumerate(rows)]
+
+
+def assemble(
+    train: Path,
+    test: Path | None,
+    val: Path | None,
+    text_column: str,
+    label_column: str,
+    val_fraction: float,
+    oos_label: str | None,
+    seed: int = 0,
+) -> tuple[Any, dict[str, list[str]]]:
+    """The in-scope :class:`~fastadapt.text.TextDataset` (classes: the training labels, sorted) and the
+    out-of-scope texts by split (rows labelled ``oos_label``)."""
+    from .text import TextDataset
+
+    rows = read_examples(train, text_column, label_column)
+    if val is not None:
+        rows = [r for r in rows if r[2] != "val"] + [
+            (t, y, "val") for t, y, _ in read_examples(val, text_column, label_column)
+        ]
+    if test is not None:
+        rows = [r for r in rows if r[2] != "test"] + [
+            (t, y, "test") for t, y, _ in read_examples(test, text_column, label_column)
+        ]
+    if not any(r[2] == "test" for r in rows):
+        raise InputError(f"no test rows: give --test, or a 'split' column in {train} with test rows")
+    if val_fraction:
+        if any(r[2] == "val" for r in rows):
+            raise InputError(
+                "--val-fraction carves validation rows, but the data already has some; give one of the two"
+            )
+        rows = _carve(rows, val_fraction, seed)
+    out_of_scope: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    if oos_label is not None:
+        for t, y, s in rows:
+            if y == oos_label:
+                out_of_scope[s].append(t)
+        rows = [r for r in rows if r[1] != oos_label]
+        if not out_of_scope["test"]:
+            raise InputError(f"--oos-label {oos_label!r}: no test row has that label")
+        if not out_of_scope["val"]:
+            raise InputError(
+                f"--oos-label {oos_label!r}: no validation row has that label, and the threshold is chosen on "
+                "validation rows; give --val or --val-fraction"
+            )
+    labels = sorted({y for _, y, s in rows if s == "train"})
+    if not labels:
+        raise InputError(f"{train} has no training rows")
+    ids = {name: i for i, name in enumerate(labels)}
+    for split in ("val", "test"):
+        unseen = sorted({y for _, y, s in rows if s == split} - set(ids))
+        if unseen:
+            raise InputError(
+                f"{len(unseen)} {split} label(s) have no training example (e.g. {unseen[:3]}); every {split} "
+                f"label needs training examples"
+                + ("" if oos_label else ", or name the out-of-scope label with --oos-label")
+            )
+    dataset = TextDataset(
+        tuple(t for t, _, _ in rows),
+        np.array([ids[y] for _, y, _ in rows], dtype=np.int64),
+        tuple(labels),
+        np.array([s for _, _, s in rows]),
+    )
+    return dataset, out_of_scope
+
+
+def _heads(methods: Sequence[str], shots: int, iterations: int) -> dict[str, Any]:
+    from .text import HeadConfig
+
+    episode: dict[str, Any] = {"shots": max(1, shots - 2), "queries": min(2, shots - 1), "iterations": iterations}
+    configs = {
+        "protonet": HeadConfig("protonet", ways=20, meta_batch=8, **episode),
+        "maml": HeadConfig("maml", hidden=(), **episode),
+        "anil": HeadConfig("anil", **episode),
+        "metasgd": HeadConfig("metasgd", hidden=(), **episode),
+    }
+    return {name: configs[name] for name in methods if name in HEADS}
+
+
+def summarise(runs: dict[int, dict[int, dict[str, dict[str, Any]]]], methods: Sequence[str]) -> dict[str, Any]:
+    """Per shot count and method: accuracy and macro-F1 (mean, Student-t ci95 over seeds, per seed), the chosen
+    settings per seed, the out-of-scope scores, and the paired comparison with the logistic head over seeds."""
+    table: dict[str, Any] = {}
+    for shots, by_seed in runs.items():
+        seeds = sorted(by_seed)
+        rows: dict[str, Any] = {}
+        for method in [*methods, "selected"]:
+            present = [by_seed[s][method] for s in seeds if method in by_seed[s]]
+            if not present:
+                continue
+            row: dict[str, Any] = {}
+            for metric in ("accuracy", "macro_f1"):
+                values = [r[metric] for r in present]
+                mean, ci = mean_ci95_t(values)
+                row[metric] = {"mean": mean, "ci95": ci, "per_seed": values}
+            row["seconds"] = float(np.mean([r["seconds"] for r in present]))
+            if method == "selected":
+                row["method_per_seed"] = [r["method"] for r in present]
+            if "selection" in present[0] and present[0]["selection"]["chosen"]:
+                row["chosen_per_seed"] = [r["selection"]["chosen"] for r in present]
+            if "effective_inner_lr" in present[0]:
+                row["effective_inner_lr_per_seed"] = [r["effective_inner_lr"] for r in present]
+            if "oos" in present[0]:
+                row["oos"] = {k: float(np.mean([r["oos"][k] for r in present])) for k in present[0]["oos"]}
+            if method != "logistic" and "logistic" in by_seed[seeds[0]] and len(present) >= 2:
+                base = [by_seed[s]["logistic"]["accuracy"] for s in seeds]
+                comparison = paired_comparison([r["accuracy"] for r in present], base)
+                row["vs_logistic"] = {
+                    "difference": comparison.difference,
+                    "p_value": comparison.p_value,
+                    "min_p_value": min(1.0, 2.0 / 2 ** len(present)),
+                }
+            rows[method] = row
+        table[str(shots)] = rows
+    return table
+
+
+def _markdown(table: dict[str, Any]) -> str:
+    lines = []
+    for shots, rows in table.items():
+        lines += [
+            f"{shots}-shot",
+            "",
+            "| method | accuracy % | macro-F1 % | vs logistic | chosen | s / seed |",
+            "|---|---|---|---|---|---|",
+        ]
+        for method, row in rows.items():
+            acc, f1 = row["accuracy"], row["macro_f1"]
+            vs = row.get("vs_logistic")
+            versus = f"{100 * vs['difference']:+.2f}, p={vs['p_value']:.3f}" if vs else ""
+            chosen = ", ".join(row.get("method_per_seed", [])) or "; ".join(
+                " ".join(f"{k}={v}" for k, v in c.items()) for c in row.get("chosen_per_seed", [])
+            )
+            lines.append(
+                f"| {method} | {100 * acc['mean']:.2f} ± {100 * acc['ci95']:.2f} | {100 * f1['mean']:.2f} ± "
+                f"{100 * f1['ci95']:.2f} | {versus} | {chosen} | {row['seconds']:.1f} |"
+            )
+            if "oos" in row:
+                o = {k: f"{100 * v:.2f}" for k, v in row["oos"].items() if k != "threshold"}
+                cells = [f"in-scope {o['in_scope_accuracy']}", f"recall {o['oos_recall']}"]
+                cells += [f"precision {o['oos_precision']}", f"F1 {o['oos_f1']}"]
+                lines.append("|   out-of-scope | " + " | ".join(cells) + " | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+@text.command("fit")
+@click.option("--train", "train", required=True, type=click.Path(path_type=Path), help="CSV file or DNNC folder.")
+@click.option(
+    "--test",
+    "test",
+    type=click.Path(path_type=Path),
+    help="Test CSV or DNNC folder (default: the train CSV's split column).",
+)
+@click.option(
+    "--val",
+    "val",
+    type=click.Path(path_type=Path),
+    help="Validation CSV or DNNC folder (settings and thresholds are chosen on it).",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Carve this share of each label's training rows into validation.",
+)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option(
+    "--shots",
+    multiple=True,
+    default=("5",),
+    show_default=True,
+    help="Examples per label: --shots 5 --shots 10, or --shots 5,10.",
+)
+@click.option(
+    "--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="K-shot draws (and training seeds)."
+)
+@click.option("--methods", default=",".join(METHODS), show_default=True, help="Comma-separated methods.")
+@click.option(
+    "--folds",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    help="k of the k-fold over the K-shot set (without validation rows).",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Meta-training iterations per head.",
+)
+@click.option(
+    "--encoder", default=None, help="A sentence-transformers model, or hashed-ngrams[:N] (default all-MiniLM-L6-v2)."
+)
+@click.option(
+    "--oos-label", default=None, help="The label of out-of-scope rows: thresholds on validation, recall on test."
+)
+@click.option(
+    "--save",
+    "save_dir",
+    type=click.Path(path_type=Path),
+    help="Write the results and the largest-K, seed-0 selected classifier here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the tables.")
+@click.option("--no-progress", is_flag=True, help="No progress lines.")
+def fit(
+    train: Path,
+    test: Path | None,
+    val: Path | None,
+    val_fraction: float,
+    text_column: str,
+    label_column: str,
+    shots: tuple[str, ...],
+    seeds: int,
+    methods: str,
+    folds: int,
+    iterations: int,
+    encoder: str | None,
+    oos_label: str | None,
+    save_dir: Path | None,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """Every method on the same K-shot draws of the training labels, scored on the test rows: mean ± 95% t
+    interval over the seeds, and the paired difference from the logistic head."""
+    try:
+        result = run_fit(
+            train, test, val, val_fraction, text_column, label_column, _parse_shots(shots), seeds,
+            [m.strip() for m in methods.split(",") if m.strip()], folds, iterations, encoder, oos_label,
+            save_dir, log=None if no_progress or as_json else (lambda line: click.echo(line, err=True)),
+        )  # fmt: skip
+    except (InputError, DataError, CheckpointError, MissingExtraError) as error:
+        _fail(error)
+    click.echo(json.dumps(result, indent=1) if as_json else _markdown(result["results"]))
+
+
+def run_fit(
+    train: Path,
+    test: Path | None,
+    val: Path | None,
+    val_fraction: float,
+    text_column: str,
+    label_column: str,
+    shots_list: list[int],
+    seeds: int,
+    methods: list[str],
+    folds: int,
+    iterations: int,
+    encoder: str | None,
+    oos_label: str | None,
+    save_dir: Path | None,
+    log: Any = None,
+) -> dict[str, Any]:
+    """`text fit` as a function: the JSON object it prints."""
+    from .text import DEFAULT_ENCODER, all_intents, encode_texts
+
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        raise InputError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    dataset, out_of_scope = assemble(train, test, val, text_column, label_column, val_fraction, oos_label)
+    train_counts = np.bincount(dataset.labels[dataset.indices("train")], minlength=dataset.num_classes)
+    fewest = int(train_counts.argmin())
+    if train_counts[fewest] < max(shots_list):
+        raise InputError(
+            f"--shots {max(shots_list)} but label {dataset.class_names[fewest]!r} has {train_counts[fewest]} training "
+            "example(s); lower --shots or add examples"
+        )
+    has_val = len(dataset.indices("val")) > 0
+    if has_val:
+        missing = sorted(set(range(dataset.num_classes)) - set(dataset.labels[dataset.indices("val")].tolist()))
+        if missing:
+            missing_names = [dataset.class_names[i] for i in missing[:3]]
+            raise InputError(
+                f"{len(missing)} label(s) have no validation row (e.g. {missing_names}); validate every label or none"
+            )
+    heads = [m for m in methods if m in HEADS]
+    if heads and min(shots_list) < 2:
+        raise InputError(
+            f"--shots {min(shots_list)}: the meta-trained heads ({', '.join(heads)}) need 2 or more examples per label"
+        )
+    if not has_val and min(shots_list) < folds + 1:
+        raise InputError(
+            f"--shots {min(shots_list)} with --folds {folds}: each fold holds out one of every label's K examples, "
+            f"so K must be {folds + 1} or more; give validation rows (--val or --val-fraction) for smaller K"
+        )
+    name = encoder or DEFAULT_ENCODER
+    oos_texts = out_of_scope["val"] + out_of_scope["test"]
+    start = time.perf_counter()
+    embedded = encode_texts(name, list(dataset.texts) + oos_texts, progress=log is not None)
+    embed_seconds = time.perf_counter() - start
+    embeddings, oos_embedded = embedded[: len(dataset.texts)], embedded[len(dataset.texts) :]
+    val_rows = dataset.indices("val")
+    validation = (embeddings[val_rows], dataset.labels[val_rows]) if has_val else None
+    oos = None
+    if oos_label is not None:
+        cut = len(out_of_scope["val"])
+        oos = (oos_embedded[:cut], oos_embedded[cut:])
+    baselines = tuple(m for m in methods if m not in HEADS)
+    runs: dict[int, dict[int, dict[str, Any]]] = {}
+    kept = None
+    for shots in shots_list:
+        for seed in range(seeds):
+            keep: dict[str, Any] = {}
+            runs.setdefault(shots, {})[seed] = all_intents(
+                dataset, embeddings, shots, seed, _heads(methods, shots, iterations), baselines=baselines,
+                soups=(), log=log, folds=folds, validation=validation, out_of_scope=oos, keep=keep,
+            )  # fmt: skip
+            if shots == max(shots_list) and seed == 0:
+                kept = keep[runs[shots][seed]["selected"]["method"]]
+    result = {
+        "train": str(train),
+        "test": str(test) if test else None,
+        "encoder": name,
+        "labels": dataset.num_classes,
+        "rows": {s: len(dataset.indices(s)) for s in ("train", "val", "test")},
+        "validation": "validation rows" if has_val else f"{folds}-fold over the K-shot set",
+        "seeds": seeds,
+        "embed_seconds": round(embed_seconds, 1),
+        "results": summarise(runs, methods),
+    }
+    if save_dir is not None and kept is not None:
+        kept.class_names, kept.encoder = dataset.class_names, name
+        save_dir.mkdir(parents=True, exist_ok=True)
+        kept.save(save_dir / CLASSIFIER)
+        result["saved"] = {"path": str(save_dir / CLASSIFIER), "method": kept.method, "shots": max(shots_list)}
+        from .data._download import _atomic
+
+        with _atomic(save_dir / "results.json") as temporary:
+            temporary.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def read_texts(path: Path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file, one text each; an empty line in the middle is an error."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path} is not UTF-8 ({error}); save it as UTF-8") from None
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise InputError(f"{path} has no texts; put one text per line")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise InputError(f"{path}, line {number}: empty text; put one text per line, no blank lines")
+    return lines
+
+
+@text.command("predict")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--texts", "texts_file", required=True, type=click.Path(path_type=Path), help="One text per line.")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON list: per text its labels and probabilities.")
+def predict(run_dir: Path, texts_file: Path, top_k: int, as_json: bool) -> None:
+    """Label each line of --texts with the classifier `text fit --save RUN_DIR` wrote."""
+    from .text import Predictor, encode_texts
+
+    try:
+        if not (run_dir / CLASSIFIER).is_file():
+            raise InputError(f"{run_dir} holds no {CLASSIFIER}; `fastadapt text fit ... --save {run_dir}` writes one")
+        predictor = Predictor.load(run_dir / CLASSIFIER)
+        texts = read_texts(texts_file)
+        ranked = predictor.predict(encode_texts(predictor.encoder, texts, progress=False), top_k)
+    except (InputError, DataError, CheckpointError, MissingExtraError) as error:
+        _fail(error)
+    if as_json:
+        rows = [
+            {"text": t, "labels": [{"label": n, "probability": p} for n, p in r]}
+            for t, r in zip(texts, ranked, strict=True)
+        ]
+        click.echo(json.dumps(rows, indent=1))
+        return
+    for t, r in zip(texts, ranked, strict=True):
+        click.echo("\t".join([*(f"{n}\t{p:.4f}" for n, p in r), t]))
