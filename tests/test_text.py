@@ -487,3 +487,48 @@ def test_inner_rate_is_chosen_per_run_and_maml_keeps_up_with_logistic(classes: i
     assert results["logistic"]["accuracy"] > 3 / classes  # well above chance
     assert results["maml"]["accuracy"] > results["logistic"]["accuracy"] - 0.05
     assert results["selected"]["method"] in ("maml", "logistic")
+
+
+def test_out_of_scope_threshold_balances_in_scope_accuracy_and_recall() -> None:
+    from fastadapt.text import choose_threshold, out_of_scope_report
+
+    p_in = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.45, 0.55]])  # confidences 0.9 0.8 0.6 0.55
+    y_in = np.array([0, 1, 1, 1])  # the third is wrong anyway
+    p_oos = np.array([[0.5, 0.5], [0.7, 0.3]])  # confidences 0.5, 0.7
+    # t=0.55 keeps the three right ones (3/4) and rejects one of two (1/2): 0.625; t=0.8 gives (2/4 + 1) / 2 = 0.75.
+    assert choose_threshold(p_in, y_in, p_oos) == 0.8
+    report = out_of_scope_report(p_in, y_in, p_oos, 0.8)
+    assert report["in_scope_accuracy"] == 0.5 and report["oos_recall"] == 1.0
+    assert report["oos_precision"] == 0.5  # 2 flagged out of scope wrongly (0.6, 0.55), 2 rightly
+    assert report["oos_f1"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match=r"needs in-scope and out-of-scope validation utterances; got 4 and 0"):
+        choose_threshold(p_in, y_in, p_oos[:0])
+
+
+@pytest.mark.parametrize("algorithm", ["protonet", "maml"])
+def test_saved_head_predicts_what_the_fitted_head_does(algorithm: str, tmp_path: Path, single_thread: None) -> None:
+    from fastadapt.text import Predictor
+
+    x, y = clusters()
+    hidden = () if algorithm == "maml" else (16,)
+    head = meta_train_head(HeadConfig(algorithm, hidden=hidden, shots=4, queries=4, iterations=5, inner_lr=0.2), x, y)
+    state = head.adapt(torch.from_numpy(x), torch.from_numpy(y))
+    saved = Predictor.head(head, state, algorithm)
+    saved.class_names, saved.encoder, saved.threshold = tuple("abcde"), "hashed-ngrams:16", 0.3
+    saved.save(tmp_path / "c.safetensors")
+    loaded = Predictor.load(tmp_path / "c.safetensors")
+    expected = head.probabilities(state, torch.from_numpy(x[:9])).double().numpy()
+    np.testing.assert_allclose(loaded.probabilities(x[:9]), expected, atol=1e-6)
+    assert loaded.threshold == 0.3 and loaded.method == algorithm and loaded.class_names == tuple("abcde")
+
+
+def test_saved_logistic_head_matches_scikit_learn(tmp_path: Path) -> None:
+    from fastadapt.text import Predictor, fit_logistic
+
+    x, y = clusters(classes=3)
+    for labels in (y, (y > 0).astype(np.int64)):  # multinomial and binary
+        model = fit_logistic(x, labels, c=1.0)
+        Predictor.linear(model).save(tmp_path / "l.safetensors")
+        np.testing.assert_allclose(
+            Predictor.load(tmp_path / "l.safetensors").probabilities(x), model.predict_proba(x), atol=1e-6
+        )

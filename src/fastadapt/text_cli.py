@@ -182,9 +182,9 @@ def summarise(runs: dict[int, dict[int, dict[str, dict[str, Any]]]], methods: Se
             row["seconds"] = float(np.mean([r["seconds"] for r in present]))
             if method == "selected":
                 row["method_per_seed"] = [r["method"] for r in present]
-            if "selection" in present[0] and present[0]["selection"]["chosen"]:
+            if method != "selected" and "selection" in present[0] and present[0]["selection"]["chosen"]:
                 row["chosen_per_seed"] = [r["selection"]["chosen"] for r in present]
-            if "effective_inner_lr" in present[0]:
+            if method != "selected" and "effective_inner_lr" in present[0]:
                 row["effective_inner_lr_per_seed"] = [r["effective_inner_lr"] for r in present]
             if "oos" in present[0]:
                 row["oos"] = {k: float(np.mean([r["oos"][k] for r in present])) for k in present[0]["oos"]}
