@@ -5,7 +5,9 @@ folders), every method on the same K-shot draws with its settings chosen on the 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ import numpy as np
 
 from ._extras import MissingExtraError
 from .data import DataError
+from .data._download import _atomic
 from .evaluation import mean_ci95_t, paired_comparison
 from .training import CheckpointError
 
@@ -290,6 +293,21 @@ def _markdown(table: dict[str, Any]) -> str:
     type=click.Path(path_type=Path),
     help="Write the results and the largest-K, seed-0 selected classifier here.",
 )
+@click.option(
+    "--init",
+    type=click.Path(path_type=Path),
+    help="A `text meta-train` run: every method also on its encoder (rows '@init').",
+)
+@click.option(
+    "--finetune", type=click.Choice(["setfit"]), help="Also fine-tune the encoder on each K-shot draw (rows '+setfit')."
+)
+@click.option(
+    "--max-pairs",
+    type=click.IntRange(min=2),
+    default=4000,
+    show_default=True,
+    help="--finetune setfit: contrastive pairs per draw at most.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the tables.")
 @click.option("--no-progress", is_flag=True, help="No progress lines.")
 def fit(
@@ -307,6 +325,9 @@ def fit(
     encoder: str | None,
     oos_label: str | None,
     save_dir: Path | None,
+    init: Path | None,
+    finetune: str | None,
+    max_pairs: int,
     as_json: bool,
     no_progress: bool,
 ) -> None:
@@ -316,7 +337,8 @@ def fit(
         result = run_fit(
             train, test, val, val_fraction, text_column, label_column, _parse_shots(shots), seeds,
             [m.strip() for m in methods.split(",") if m.strip()], folds, iterations, encoder, oos_label,
-            save_dir, log=None if no_progress or as_json else (lambda line: click.echo(line, err=True)),
+            save_dir, log=None if no_progress or as_json else (lambda line: click.echo(line, err=True)), init=init,
+            finetune=finetune, max_pairs=max_pairs,
         )  # fmt: skip
     except (InputError, DataError, CheckpointError, MissingExtraError) as error:
         _fail(error)
@@ -339,9 +361,14 @@ def run_fit(
     oos_label: str | None,
     save_dir: Path | None,
     log: Any = None,
+    init: Path | None = None,
+    finetune: str | None = None,
+    max_pairs: int = 4000,
 ) -> dict[str, Any]:
     """`text fit` as a function: the JSON object it prints."""
-    from .text import DEFAULT_ENCODER, all_intents, encode_texts
+    from .text import DEFAULT_ENCODER, SentenceEncoder, all_intents, encode_texts, kshot_indices
+    from .text._datasets import texts_of
+    from .text._finetune import replace_folder, setfit_encoder
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:
@@ -373,50 +400,177 @@ def run_fit(
             f"so K must be {folds + 1} or more; give validation rows (--val or --val-fraction) for smaller K"
         )
     name = encoder or DEFAULT_ENCODER
+    variants = [("", name)]
+    if init is not None:
+        if not (init / "encoder" / "meta_train.json").is_file():
+            raise InputError(
+                f"--init {init}: no encoder/meta_train.json there; `fastadapt text meta-train --out {init}` writes one"
+            )
+        variants.append((" @init", str((init / "encoder").resolve())))
     oos_texts = out_of_scope["val"] + out_of_scope["test"]
-    start = time.perf_counter()
-    embedded = encode_texts(name, list(dataset.texts) + oos_texts, progress=log is not None)
-    embed_seconds = time.perf_counter() - start
-    embeddings, oos_embedded = embedded[: len(dataset.texts)], embedded[len(dataset.texts) :]
+    all_texts = list(dataset.texts) + oos_texts
     val_rows = dataset.indices("val")
-    validation = (embeddings[val_rows], dataset.labels[val_rows]) if has_val else None
-    oos = None
-    if oos_label is not None:
-        cut = len(out_of_scope["val"])
-        oos = (oos_embedded[:cut], oos_embedded[cut:])
+    cut = len(out_of_scope["val"])
+
+    def inputs(embedded: np.ndarray) -> dict[str, Any]:
+        embeddings = embedded[: len(dataset.texts)]
+        oos = (embedded[len(dataset.texts) :][:cut], embedded[len(dataset.texts) :][cut:])
+        return {
+            "embeddings": embeddings,
+            "validation": (embeddings[val_rows], dataset.labels[val_rows]) if has_val else None,
+            "out_of_scope": oos if oos_label is not None else None,
+        }
+
+    start = time.perf_counter()
+    embedded = {suffix: inputs(encode_texts(e, all_texts, progress=log is not None)) for suffix, e in variants}
+    embed_seconds = time.perf_counter() - start
     baselines = tuple(m for m in methods if m not in HEADS)
     runs: dict[int, dict[int, dict[str, Any]]] = {}
     kept = None
-    for shots in shots_list:
-        for seed in range(seeds):
-            keep: dict[str, Any] = {}
-            runs.setdefault(shots, {})[seed] = all_intents(
-                dataset, embeddings, shots, seed, _heads(methods, shots, iterations), baselines=baselines,
-                soups=(), log=log, folds=folds, validation=validation, out_of_scope=oos, keep=keep,
-            )  # fmt: skip
-            if shots == max(shots_list) and seed == 0:
-                kept = keep[runs[shots][seed]["selected"]["method"]]
-    result = {
-        "train": str(train),
-        "test": str(test) if test else None,
-        "encoder": name,
-        "labels": dataset.num_classes,
-        "rows": {s: len(dataset.indices(s)) for s in ("train", "val", "test")},
-        "validation": "validation rows" if has_val else f"{folds}-fold over the K-shot set",
-        "seeds": seeds,
-        "embed_seconds": round(embed_seconds, 1),
-        "results": summarise(runs, methods),
-    }
+    scratch = Path(tempfile.mkdtemp(prefix="fastadapt-text-"))
+    try:
+        for shots in shots_list:
+            for seed in range(seeds):
+                keep: dict[str, Any] = {}
+                rows: dict[str, Any] = {}
+                encoders = dict(variants)
+                jobs = list(embedded.items())
+                if finetune == "setfit":
+                    support = kshot_indices(dataset, shots, seed)
+                    folder = scratch / f"setfit-{shots}-{seed}"
+                    info = setfit_encoder(
+                        name, texts_of(dataset, support), dataset.labels[support], folder, seed, max_pairs
+                    )
+                    if log:
+                        log(f"{shots}-shot seed {seed}: SetFit on {info['pairs']} pairs, {info['seconds']} s")
+                    tuned = SentenceEncoder(str(folder)).encode_batch(all_texts)  # a new encoder per draw: not cached
+                    jobs.append((" +setfit", inputs(tuned)))
+                    encoders[" +setfit"] = str(folder)
+                for suffix, data in jobs:
+                    found: dict[str, Any] = {}
+                    scores = all_intents(
+                        dataset, data["embeddings"], shots, seed, _heads(methods, shots, iterations),
+                        baselines=baselines, soups=(), log=log, folds=folds, validation=data["validation"],
+                        out_of_scope=data["out_of_scope"], keep=found,
+                    )  # fmt: skip
+                    for method, row in scores.items():
+                        if method != "selected":
+                            if suffix == " +setfit":
+                                row["seconds"] += info["seconds"]
+                            rows[method + suffix] = row
+                    for method, predictor in found.items():
+                        predictor.encoder = encoders[suffix]
+                        predictor.meta["method"] = method + suffix
+                        keep[method + suffix] = predictor
+                scored = {m: r["validation_accuracy"] for m, r in rows.items() if "validation_accuracy" in r}
+                if scored:
+                    best = max(scored, key=lambda m: scored[m])
+                    rows["selected"] = {**rows[best], "method": best}
+                runs.setdefault(shots, {})[seed] = rows
+                if shots == max(shots_list) and seed == 0 and "selected" in rows:
+                    kept = keep[rows["selected"]["method"]]
+                    if kept.encoder.startswith(str(scratch)) and save_dir is not None:
+                        target = save_dir / "encoder-setfit"
+                        shutil.copytree(kept.encoder, scratch / "copy")
+                        replace_folder(scratch / "copy", target)
+                        kept.encoder = str(target.resolve())
+        names = [
+            m + suffix for suffix in [s for s, _ in variants] + ([" +setfit"] if finetune else []) for m in methods
+        ]
+        result = {
+            "train": str(train),
+            "test": str(test) if test else None,
+            "encoder": name,
+            "init": str(init) if init else None,
+            "finetune": finetune,
+            "labels": dataset.num_classes,
+            "rows": {s: len(dataset.indices(s)) for s in ("train", "val", "test")},
+            "validation": "validation rows" if has_val else f"{folds}-fold over the K-shot set",
+            "seeds": seeds,
+            "embed_seconds": round(embed_seconds, 1),
+            "results": summarise(runs, names),
+        }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if save_dir is not None and kept is not None:
-        kept.class_names, kept.encoder = dataset.class_names, name
+        kept.class_names = dataset.class_names
         save_dir.mkdir(parents=True, exist_ok=True)
         kept.save(save_dir / CLASSIFIER)
         result["saved"] = {"path": str(save_dir / CLASSIFIER), "method": kept.method, "shots": max(shots_list)}
-        from .data._download import _atomic
-
         with _atomic(save_dir / "results.json") as temporary:
             temporary.write_text(json.dumps(result, indent=1))
     return result
+
+
+@text.command("meta-train")
+@click.option("--source", required=True, help="clinc150 (the cache, or --root), a CSV file or a DNNC folder.")
+@click.option(
+    "--root", type=click.Path(path_type=Path), help="clinc150: the folder with data_full.json and domains.json."
+)
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="The run folder to write.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--encoder", default=None, help="The encoder to start from (default all-MiniLM-L6-v2).")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--ways", type=click.IntRange(min=2), default=20, show_default=True)
+@click.option("--shots", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--queries", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option(
+    "--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Top transformer layers trained."
+)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-5, show_default=True)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Source classes held out to choose the step.",
+)
+@click.option("--val-every", type=click.IntRange(min=1), default=25, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def meta_train(
+    source: str,
+    root: Path | None,
+    out: Path,
+    text_column: str,
+    label_column: str,
+    encoder: str | None,
+    steps: int,
+    ways: int,
+    shots: int,
+    queries: int,
+    layers: int,
+    lr: float,
+    val_fraction: float,
+    val_every: int,
+    seed: int,
+) -> None:
+    """Meta-train the encoder's top layers as a Prototypical Network on a source dataset's intents (validated on
+    held-out source intents, the best step kept) for `text fit --init OUT` on another dataset."""
+    from .text import DEFAULT_ENCODER, load_clinc150
+    from .text._finetune import protonet_encoder
+
+    try:
+        if source == "clinc150":
+            dataset = load_clinc150(root, progress=False)
+            texts, labels = list(dataset.texts), dataset.labels
+        else:
+            rows = read_examples(Path(source), text_column, label_column)
+            names = sorted({y for _, y, _ in rows})
+            ids = {n: i for i, n in enumerate(names)}
+            texts, labels = [t for t, _, _ in rows], np.array([ids[y] for _, y, _ in rows], dtype=np.int64)
+        record = protonet_encoder(
+            encoder or DEFAULT_ENCODER, texts, labels, out / "encoder", val_fraction=val_fraction, ways=ways,
+            shots=shots, queries=queries, steps=steps, layers=layers, lr=lr, val_every=val_every, seed=seed,
+            log=lambda line: click.echo(line, err=True),
+        )  # fmt: skip
+    except (InputError, DataError, ValueError, MissingExtraError) as error:
+        _fail(error)
+    click.echo(
+        f"meta-trained encoder written to {out / 'encoder'}: best step {record['best_step']} of {steps}, held-out "
+        f"source intents {record['pretrained_val_accuracy']:.4f} -> {record['best_val_accuracy']:.4f} "
+        f"({record['seconds']} s)"
+    )
 
 
 def read_texts(path: Path) -> list[str]:
