@@ -532,3 +532,23 @@ def test_saved_logistic_head_matches_scikit_learn(tmp_path: Path) -> None:
         np.testing.assert_allclose(
             Predictor.load(tmp_path / "l.safetensors").probabilities(x), model.predict_proba(x), atol=1e-6
         )
+
+
+def test_episodic_text_config_names_its_columns_and_validation_share(tmp_path: Path) -> None:
+    from fastadapt.training import ConfigError, build_experiment, resolve_config
+
+    data = toy_dataset(classes=9, per_class=30, groups=3)  # no split column below: all 30 are training ones
+    rows = ["utterance,intent,group"] + [
+        f"{t},{data.class_names[c]},{g}" for t, c in zip(data.texts, data.labels.tolist(), strict=True)
+        for g, ids in data.groups.items() if c in ids
+    ]  # fmt: skip
+    path = write_csv(tmp_path / "intents.csv", rows)
+    overrides = [f"data.root={path}", "data.dataset=text", "data.encoder=hashed-ngrams:64", "task.queries=2"]
+    overrides += ["task.ways=3", "task.train_ways=3", "task.shots=1", "data.text_column=utterance"]
+    overrides += ["data.label_column=intent", "data.val_fraction=0.6"]
+    experiment = build_experiment(resolve_config("clinc150_protonet_5w5s", overrides))
+    pool = experiment.sources["val"].pool
+    val_class = experiment.sources["val"].classes[0]
+    assert int((pool.labels == val_class).sum()) == 18  # 60% of a class's 30 training utterances
+    with pytest.raises(ConfigError, match=r"data.val_fraction=1.0 must be in \(0, 1\)"):
+        build_experiment(resolve_config("clinc150_protonet_5w5s", [*overrides, "data.val_fraction=1.0"]))

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..data import DataError
 from ..tasks import TaskSource
-from ..text import encode_texts, episodic_pool, heldout_classes, load_clinc150, load_text_csv
+from ..text import encode_texts, episodic_pool, heldout_classes, load_clinc150, load_dnnc_folder, load_text_csv
 from ..training import Config, ConfigError, Suite, SuiteParts, build_model, episode_samplers
 
 
@@ -18,12 +20,26 @@ def build(config: Config) -> SuiteParts:
         if data.dataset == "clinc150":
             dataset = load_clinc150(data.root, progress=False)
         elif data.root is None:
-            raise ConfigError("data.dataset=text needs data.root=PATH.csv (columns text, label; optional group, split)")
+            raise ConfigError(
+                "data.dataset=text needs data.root=PATH.csv (columns text, label; optional group, split) or a "
+                "folder in the DNNC format (train/, valid/, test/ holding seq.in and label)"
+            )
+        elif Path(data.root).is_dir():
+            parts = [
+                (s, f)
+                for s, f in (("train", "train"), ("val", "valid"), ("test", "test"))
+                if (Path(data.root) / f).is_dir()
+            ]
+            dataset = load_dnnc_folder(data.root, parts)
         else:
-            dataset = load_text_csv(data.root)
+            dataset = load_text_csv(data.root, text_column=data.text_column, label_column=data.label_column)
+        if not 0 < data.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction={data.val_fraction} must be in (0, 1)")
         embeddings = encode_texts(data.encoder, dataset.texts, progress=True)
         train, test, _ = heldout_classes(dataset, data.folds, data.fold, seed=data.split_seed)
-        pool, split = episodic_pool(dataset, embeddings, train, test, seed=data.split_seed)
+        pool, split = episodic_pool(
+            dataset, embeddings, train, test, val_fraction=data.val_fraction, seed=data.split_seed
+        )
     except ConfigError:
         raise
     except (DataError, ValueError, ImportError) as error:

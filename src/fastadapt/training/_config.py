@@ -39,6 +39,11 @@ class DataConfig:
     folds: int = 3  # clinc150, text: k of the k-fold over class groups (domains) held out for testing
     fold: int = 0  # clinc150, text: which fold's groups are held out
     split_seed: int = 0  # clinc150, text: the shuffle of the groups into folds (and of a CSV's val utterances)
+    val_fraction: float = (
+        0.2  # clinc150, text: share of a training class's utterances carved for validation (no val ones)
+    )
+    text_column: str = "text"  # text: the CSV's columns (data.root a folder: the DNNC format, train/valid/test)
+    label_column: str = "label"
 
 
 @dataclass(frozen=True)
