@@ -73,6 +73,7 @@ def test_shipped_spaces_load_against_their_configs() -> None:
         assert load_space(space, resolve_config(config))
     for space, config in (("maml_omniglot", "omniglot_maml_5w1s"), ("protonet_omniglot", "omniglot_protonet_5w1s")):
         assert load_space(space, resolve_config(config))
+    assert load_space("maml_text", resolve_config("clinc150_maml_5w5s"))
 
 
 @pytest.mark.slow
