@@ -8,6 +8,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -155,3 +156,38 @@ def test_predict_refuses_a_missing_run_and_blank_lines(tmp_path: Path) -> None:
         read_texts(texts)
     result = CliRunner().invoke(main, ["text", "predict", str(tmp_path), "--texts", str(texts)])
     assert result.exit_code == 2 and "line 2: empty text" in result.output
+
+
+def test_train_given_as_test_and_out_of_scope_only_validation_are_refused(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    args = ["text", "fit", "--train", str(files["train"]), "--test", str(files["train"]), "--encoder", ENCODER]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "--test" in result.output and "is the --train file" in result.output
+    val = write(tmp_path / "val.csv", [("zebra moon", "oos"), ("banana weather", "oos")])
+    args = ["text", "fit", "--train", str(files["train"]), "--test", str(files["test"]), "--val", str(val)]
+    args += ["--text-column", "utterance", "--label-column", "intent", "--oos-label", "oos", "--encoder", ENCODER]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "the validation rows are all out of scope" in result.output and "Traceback" not in result.output
+
+
+def test_a_diverging_candidate_scores_zero_and_legacy_rates_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastadapt.text import HeadConfig, _selection, meta_train_head, select_head
+
+    def train(config: HeadConfig, *args: object, **kwargs: object) -> object:
+        if config.inner_lr == 50.0:
+            raise FloatingPointError("maml: non-finite episode loss during meta-training")
+        return meta_train_head(config, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_selection, "meta_train_head", train)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    y = np.repeat(np.arange(4), 10)
+    x[y == 1] += 2.0
+    config = HeadConfig("maml", hidden=(), shots=3, queries=2, iterations=3)
+    selection = select_head(config, x, y, grid={"inner_lr": [1.0, 50.0]}, step_scales=(1,))
+    assert selection.scores["inner_lr=50 test_steps=5"] == 0.0 and selection.best == "inner_lr=1 test_steps=5"
+    with pytest.raises(ValueError, match=r"inner_lr=300 is a per-class rate .* runs as inner_lr x ways"):
+        meta_train_head(HeadConfig("maml", inner_lr=300.0, iterations=1), x, y)

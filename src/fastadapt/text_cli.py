@@ -102,6 +102,11 @@ def assemble(
     out-of-scope texts by split (rows labelled ``oos_label``)."""
     from .text import TextDataset
 
+    for other, option in ((test, "--test"), (val, "--val")):
+        if other is not None and other.resolve() == train.resolve():
+            raise InputError(
+                f"{option} {other} is the --train file; give separate files, or one file with a 'split' column"
+            )
     rows = read_examples(train, text_column, label_column)
     if val is not None:
         rows = [r for r in rows if r[2] != "val"] + [
@@ -128,9 +133,15 @@ def assemble(
         if not out_of_scope["test"]:
             raise InputError(f"--oos-label {oos_label!r}: no test row has that label")
         if not out_of_scope["val"]:
+            if val is not None:
+                fix = f"put {oos_label!r} rows in {val}"
+            elif val_fraction:
+                fix = f"no training row has that label to carve from: add {oos_label!r} rows to {train}"
+            else:
+                fix = f"give --val with {oos_label!r} rows, or --val-fraction to carve some from the training rows"
             raise InputError(
                 f"--oos-label {oos_label!r}: no validation row has that label, and the threshold is chosen on "
-                "validation rows; give --val or --val-fraction"
+                f"validation rows; {fix}"
             )
     labels = sorted({y for _, y, s in rows if s == "train"})
     if not labels:
@@ -340,7 +351,9 @@ def fit(
             save_dir, log=None if no_progress or as_json else (lambda line: click.echo(line, err=True)), init=init,
             finetune=finetune, max_pairs=max_pairs,
         )  # fmt: skip
-    except (InputError, DataError, CheckpointError, MissingExtraError) as error:
+    except (InputError, DataError, CheckpointError, MissingExtraError, FloatingPointError) as error:
+        _fail(error)
+    except (ValueError, OSError) as error:  # a bad encoder name or folder, an unreadable cache
         _fail(error)
     click.echo(json.dumps(result, indent=1) if as_json else _markdown(result["results"]))
 
@@ -389,6 +402,11 @@ def run_fit(
             raise InputError(
                 f"{len(missing)} label(s) have no validation row (e.g. {missing_names}); validate every label or none"
             )
+    if oos_label is not None and not has_val:
+        raise InputError(
+            f"--oos-label {oos_label!r}: the validation rows are all out of scope; the threshold is chosen on "
+            "in-scope and out-of-scope validation rows, so give every label validation rows too"
+        )
     heads = [m for m in methods if m in HEADS]
     if heads and min(shots_list) < 2:
         raise InputError(
@@ -400,6 +418,8 @@ def run_fit(
             f"so K must be {folds + 1} or more; give validation rows (--val or --val-fraction) for smaller K"
         )
     name = encoder or DEFAULT_ENCODER
+    if Path(name).is_dir():
+        name = str(Path(name).resolve())  # a saved classifier finds it from any working directory
     variants = [("", name)]
     if init is not None:
         if not (init / "encoder" / "meta_train.json").is_file():
@@ -444,6 +464,8 @@ def run_fit(
                     if log:
                         log(f"{shots}-shot seed {seed}: SetFit on {info['pairs']} pairs, {info['seconds']} s")
                     tuned = SentenceEncoder(str(folder)).encode_batch(all_texts)  # a new encoder per draw: not cached
+                    if not (shots == max(shots_list) and seed == 0 and save_dir is not None):
+                        shutil.rmtree(folder)  # only the draw a saved classifier may use is kept
                     jobs.append((" +setfit", inputs(tuned)))
                     encoders[" +setfit"] = str(folder)
                 for suffix, data in jobs:
@@ -457,6 +479,8 @@ def run_fit(
                         if method != "selected":
                             if suffix == " +setfit":
                                 row["seconds"] += info["seconds"]
+                                if not has_val:  # its encoder saw every fold's held-out examples: no fair score
+                                    row.pop("validation_accuracy", None)
                             rows[method + suffix] = row
                     for method, predictor in found.items():
                         predictor.encoder = encoders[suffix]
@@ -469,11 +493,6 @@ def run_fit(
                 runs.setdefault(shots, {})[seed] = rows
                 if shots == max(shots_list) and seed == 0 and "selected" in rows:
                     kept = keep[rows["selected"]["method"]]
-                    if kept.encoder.startswith(str(scratch)) and save_dir is not None:
-                        target = save_dir / "encoder-setfit"
-                        shutil.copytree(kept.encoder, scratch / "copy")
-                        replace_folder(scratch / "copy", target)
-                        kept.encoder = str(target.resolve())
         names = [
             m + suffix for suffix in [s for s, _ in variants] + ([" +setfit"] if finetune else []) for m in methods
         ]
@@ -490,15 +509,20 @@ def run_fit(
             "embed_seconds": round(embed_seconds, 1),
             "results": summarise(runs, names),
         }
+        if save_dir is not None and kept is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            if kept.encoder.startswith(str(scratch)):  # a SetFit encoder: kept beside the classifier
+                moved = Path(tempfile.mkdtemp(dir=save_dir)) / "encoder"
+                shutil.copytree(kept.encoder, moved)
+                replace_folder(moved, save_dir / "encoder-setfit")
+                shutil.rmtree(moved.parent)
+                kept.encoder = str((save_dir / "encoder-setfit").resolve())
+            kept.save(save_dir / CLASSIFIER)
+            result["saved"] = {"path": str(save_dir / CLASSIFIER), "method": kept.method, "shots": max(shots_list)}
+            with _atomic(save_dir / "results.json") as temporary:
+                temporary.write_text(json.dumps(result, indent=1))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if save_dir is not None and kept is not None:
-        kept.class_names = dataset.class_names
-        save_dir.mkdir(parents=True, exist_ok=True)
-        kept.save(save_dir / CLASSIFIER)
-        result["saved"] = {"path": str(save_dir / CLASSIFIER), "method": kept.method, "shots": max(shots_list)}
-        with _atomic(save_dir / "results.json") as temporary:
-            temporary.write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -606,7 +630,7 @@ def predict(run_dir: Path, texts_file: Path, top_k: int, as_json: bool) -> None:
         predictor = Predictor.load(run_dir / CLASSIFIER)
         texts = read_texts(texts_file)
         ranked = predictor.predict(encode_texts(predictor.encoder, texts, progress=False), top_k)
-    except (InputError, DataError, CheckpointError, MissingExtraError) as error:
+    except (InputError, DataError, CheckpointError, MissingExtraError, ValueError, OSError) as error:
         _fail(error)
     if as_json:
         rows = [

@@ -30,6 +30,11 @@ def build(config: Config) -> SuiteParts:
                 for s, f in (("train", "train"), ("val", "valid"), ("test", "test"))
                 if (Path(data.root) / f).is_dir()
             ]
+            if not parts or parts[0][0] != "train":
+                raise ConfigError(
+                    f"data.root={data.root} is a folder but has no train/ folder; the DNNC format has train/, "
+                    "valid/ and test/, each holding seq.in and label (or give a CSV file)"
+                )
             dataset = load_dnnc_folder(data.root, parts)
         else:
             dataset = load_text_csv(data.root, text_column=data.text_column, label_column=data.label_column)

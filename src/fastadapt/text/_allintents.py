@@ -130,7 +130,13 @@ def all_intents(
             validated[name] = 0.0  # scored on the validation rows of its predictions, in record()
             return
         fit = logistic_head if name == "logistic" else nearest_mean
-        accuracies = [(fit(sx[tr], sy[tr], sx[va]).argmax(1) == sy[va]).mean() for tr, va in pairs]
+        accuracies = [
+            (
+                np.asarray(fit(sx[tr], sy[tr], sx[va], **({"seed": seed} if name == "logistic" else {}))).argmax(1)
+                == sy[va]
+            ).mean()
+            for tr, va in pairs
+        ]
         validated[name] = float(np.mean(accuracies))
 
     for name in baselines:
@@ -185,6 +191,8 @@ def all_intents(
         if "logistic" in probabilities:
             members = [probabilities[n] for n in (*heads, "logistic")]
             record("ensemble+logistic", average_probabilities(members), 0.0)
+    for predictor in (keep or {}).values():
+        predictor.class_names = dataset.class_names
     for name, accuracy in validated.items():
         results[name]["validation_accuracy"] = accuracy
     if validated:

@@ -79,7 +79,8 @@ class FittedHead:
 
     @property
     def effective_inner_lr(self) -> float | None:
-        """The rate of the mean-loss inner loop (``config.inner_lr`` times the ways); ``None`` for ProtoNet."""
+        """The rate of the mean-loss inner loop (``config.inner_lr`` times the ways; Meta-SGD: the value its learned
+        rates started from); ``None`` for ProtoNet."""
         rate = getattr(self.algorithm, "inner_lr", None)
         return None if rate is None else float(rate)
 
@@ -115,6 +116,11 @@ def meta_train_head(
     """
     if config.algorithm not in META_HEADS:
         raise ValueError(f"unknown head algorithm {config.algorithm!r}; choose one of {META_HEADS}")
+    if config.algorithm != "protonet" and config.inner_lr > 100:
+        raise ValueError(
+            f"inner_lr={config.inner_lr:g} is a per-class rate (the inner loss sums the classes' mean "
+            "cross-entropies), so it runs as inner_lr x ways; a rate of the plain mean loss is that divided by the ways"
+        )
     present = np.unique(y)
     classes = classes or len(present)
     ways = config.ways or len(present)

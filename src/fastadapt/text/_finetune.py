@@ -43,7 +43,12 @@ def replace_folder(source: Path, target: Path) -> None:
         shutil.rmtree(old)
     if target.exists():
         os.replace(target, old)
-    os.replace(source, target)
+    try:
+        os.replace(source, target)
+    except OSError:
+        if old.exists():
+            os.replace(old, target)  # the previous model stays
+        raise
     if old.exists():
         shutil.rmtree(old)
 
@@ -73,7 +78,8 @@ def setfit_encoder(
 
     start = time.perf_counter()
     iterations = max(1, max_pairs // (2 * len(texts)))
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as scratch:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as scratch:  # beside out: the final move is a rename
         model = SetFitModel.from_pretrained(SentenceEncoder(encoder)._location())
         args = TrainingArguments(
             output_dir=scratch, batch_size=batch_size, num_epochs=1, num_iterations=iterations, seed=seed,

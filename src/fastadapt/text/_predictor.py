@@ -23,6 +23,11 @@ KINDS = ("linear", "nearest-mean", "head")
 FORMAT = "fastadapt-text-classifier/1"
 
 
+def _out_width(params: dict[str, Tensor]) -> int:
+    """The output width of a head: the rows of its last weight matrix."""
+    return int([v for k, v in params.items() if k.endswith("weight")][-1].shape[0])
+
+
 @dataclass
 class Predictor:
     """Class probabilities of embeddings ``(n, d)``.
@@ -70,9 +75,21 @@ class Predictor:
             "method": name,
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
             "in_features": int(first.shape[1]),
+            "classes": int(head.algorithm.ways) if hasattr(head.algorithm, "ways") else _out_width(head.params),
             "effective_inner_lr": head.effective_inner_lr,
         }
         return cls("head", tensors, meta)
+
+    @property
+    def classes(self) -> int:
+        return len(self.class_names) or int(self.meta.get("classes") or self._width())
+
+    def _width(self) -> int:
+        if self.kind == "linear":
+            return int(self.tensors["weight"].shape[0])
+        if self.kind == "nearest-mean":
+            return int(self.tensors["means"].shape[0])
+        return int(self.meta["classes"])
 
     @property
     def method(self) -> str:
@@ -94,7 +111,7 @@ class Predictor:
     def _head_probabilities(self, q: Tensor) -> npt.NDArray[np.float64]:
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in self.meta["config"].items()}
         config = HeadConfig(**fields)
-        classes = len(self.class_names) or int(self.meta["classes"])
+        classes = self.classes
         model = head_model(int(self.meta["in_features"]), config.hidden, classes)
         if config.algorithm == "protonet":
             algorithm = build_algorithm("protonet", model, ways=classes)
@@ -112,10 +129,11 @@ class Predictor:
         """Per row of ``x`` the ``top_k`` (label, probability) pairs, best first; ``("out-of-scope", p)`` first
         when the best probability ``p`` is below the threshold."""
         p = self.probabilities(x)
+        names = self.class_names or tuple(str(c) for c in range(p.shape[1]))
         rows = []
         for row in p:
             order = np.argsort(-row)[:top_k]
-            ranked = [(self.class_names[i], float(row[i])) for i in order.tolist()]
+            ranked = [(names[i], float(row[i])) for i in order.tolist()]
             if self.threshold is not None and row[order[0]] < self.threshold:
                 ranked = [("out-of-scope", float(row[order[0]])), *ranked[: top_k - 1]]
             rows.append(ranked)
@@ -140,7 +158,11 @@ class Predictor:
         Raises:
             CheckpointError: the file is missing, damaged, or not a saved text classifier.
         """
-        tensors, state = load_checkpoint(Path(path))
+        try:
+            tensors, state = load_checkpoint(Path(path))
+        except CheckpointError as error:
+            reason = str(error).split("; resume from")[0]
+            raise CheckpointError(f"{reason}; run `fastadapt text fit ... --save` again to write a new one") from None
         if state.get("format") != FORMAT or state.get("kind") not in KINDS:
             raise CheckpointError(f"{path} is not a saved text classifier (fastadapt text fit --save writes one)")
         return cls(

@@ -127,8 +127,12 @@ def select_head(
     Every grid point (default :data:`DEFAULT_GRIDS` of the head's algorithm) is meta-trained on the training
     part of each fold (episodes shrunk by :func:`fold_config` to fit), adapted to that part with
     ``inner_steps`` times each of ``step_scales``, and scored on the held-out part; the best mean accuracy
-    wins (ties: the first in grid order). With ``validation`` given, the whole set trains and the
-    validation examples score, once.
+    wins (ties: the first in grid order). A candidate whose meta-training diverges scores 0. With
+    ``validation`` given, the whole set trains and the validation examples score, once.
+
+    The winner's score is the best of several candidates on the same examples, so it is optimistic as an
+    estimate of that head's accuracy (by more, the more candidates and the fewer validation examples); the
+    test split, never used here, gives the unbiased one.
     """
     grid = DEFAULT_GRIDS.get(config.algorithm, {}) if grid is None else grid
     unknown = sorted(set(grid) - {f.name for f in dataclasses.fields(HeadConfig)})
@@ -148,8 +152,15 @@ def select_head(
         per_class = int(np.bincount(train_y, minlength=classes).min())
         for point in _grid(grid):
             candidate = dataclasses.replace(config, **point)
-            head = meta_train_head(fold_config(candidate, per_class), train_x, train_y, classes, progress=progress)
             steps = candidate.test_steps or candidate.inner_steps
+            try:
+                head = meta_train_head(fold_config(candidate, per_class), train_x, train_y, classes, progress=progress)
+            except FloatingPointError:  # this candidate diverged: it scores 0 and the search goes on
+                for scale in scales:
+                    values = {**point, "test_steps": steps * scale} if config.algorithm != "protonet" else dict(point)
+                    totals.setdefault(_label(values) or "default", []).append(0.0)
+                    settings.setdefault(_label(values) or "default", candidate)
+                continue
             sx, sy = torch.from_numpy(train_x), torch.from_numpy(train_y)
             for scale in scales:
                 values = {**point, "test_steps": steps * scale} if config.algorithm != "protonet" else dict(point)
@@ -162,4 +173,8 @@ def select_head(
                 )
     scores = {label: float(np.mean(values)) for label, values in totals.items()}
     best = max(scores, key=lambda label: scores[label])  # the first of equal scores
+    if scores[best] == 0.0 and all(v == 0.0 for v in totals[best]):
+        raise FloatingPointError(
+            f"{config.algorithm}: every candidate of the search diverged or scored 0; give lower inner_lr values"
+        )
     return Selection(settings[best], scores, best, how)
