@@ -11,7 +11,8 @@ Jobs (every method's settings chosen per run, on the run's own data; 3 seeds):
   (ProtoNet, top 2 layers, held-out source intents choose the step);
   ``clinc150-to-hwu64-K`` / ``hwu64-to-clinc150-K``: logistic and nearest mean on the other dataset, on the
   pretrained and on the meta-trained encoder (rows ``@init``), same K-shot draws, paired over seeds.
-* ``hwu64-5-setfit``: SetFit fine-tuning of the encoder on each K-shot draw, then logistic and nearest mean.
+* ``hwu64-K-setfit``, ``clinc150-K-setfit``: SetFit fine-tuning of the encoder on each K-shot draw (at most 4,000
+  pairs), then logistic and nearest mean on it (rows ``+setfit``) beside the same methods on the frozen encoder.
 
     OMP_NUM_THREADS=1 python benchmarks/text_results.py --data ../shared/data --runs runs/text [--jobs a,b]
     python benchmarks/text_results.py --runs runs/text --markdown
@@ -91,6 +92,9 @@ def jobs(data: Path, runs: Path) -> dict[str, Callable[[], dict[str, Any]]]:
         "meta-hwu64": meta("hwu64"),
         "hwu64-to-clinc150-5": clinc150(5, BASELINES, oos=False, init=runs / "meta-hwu64"),
         "hwu64-to-clinc150-10": clinc150(10, BASELINES, oos=False, init=runs / "meta-hwu64"),
+        "hwu64-10-setfit": hwu64(10, BASELINES, finetune="setfit"),
+        "clinc150-5-setfit": clinc150(5, BASELINES, finetune="setfit"),
+        "clinc150-10-setfit": clinc150(10, BASELINES, finetune="setfit"),
     }
 
 
