@@ -12,7 +12,9 @@ Jobs (every method's settings chosen per run, on the run's own data; 3 seeds):
   ``clinc150-to-hwu64-K`` / ``hwu64-to-clinc150-K``: logistic and nearest mean on the other dataset, on the
   pretrained and on the meta-trained encoder (rows ``@init``), same K-shot draws, paired over seeds.
 * ``hwu64-K-setfit``, ``clinc150-K-setfit``: SetFit fine-tuning of the encoder on each K-shot draw (at most 4,000
-  pairs), then logistic and nearest mean on it (rows ``+setfit``) beside the same methods on the frozen encoder.
+  pairs), then logistic and nearest mean on it (rows ``+setfit``) beside the same methods on the frozen encoder;
+  ``hwu64-5-protonet``: the same with ProtoNet fine-tuning of the top 2 layers on each draw (100 episodes, 20% of
+  the intents choose the step).
 
     OMP_NUM_THREADS=1 python benchmarks/text_results.py --data ../shared/data --runs runs/text [--jobs a,b]
     python benchmarks/text_results.py --runs runs/text --markdown
@@ -93,6 +95,7 @@ def jobs(data: Path, runs: Path) -> dict[str, Callable[[], dict[str, Any]]]:
         "hwu64-to-clinc150-5": clinc150(5, BASELINES, oos=False, init=runs / "meta-hwu64"),
         "hwu64-to-clinc150-10": clinc150(10, BASELINES, oos=False, init=runs / "meta-hwu64"),
         "hwu64-10-setfit": hwu64(10, BASELINES, finetune="setfit"),
+        "hwu64-5-protonet": hwu64(5, BASELINES, finetune="protonet"),
         "clinc150-5-setfit": clinc150(5, BASELINES, finetune="setfit"),
         "clinc150-10-setfit": clinc150(10, BASELINES, finetune="setfit"),
     }

@@ -129,3 +129,20 @@ def test_fit_with_setfit_adds_rows_on_each_draws_fine_tuned_encoder(tmp_path: Pa
         main, ["text", "predict", str(tmp_path / "run"), "--texts", str(tmp_path / "texts.txt")]
     )
     assert result.exit_code == 0 and "music\t0." in result.output, result.output
+
+
+def test_fit_with_protonet_fine_tuning_on_each_draw(tmp_path: Path, single_thread: None) -> None:
+    with (tmp_path / "data.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "split"])
+        for topic, examples in TOPICS.items():
+            writer.writerows([e, topic, "train" if i < 3 else "test"] for i, e in enumerate(examples))
+    args = ["text", "fit", "--train", str(tmp_path / "data.csv"), "--shots", "3", "--seeds", "1", "--methods"]
+    args += ["nearest-mean", "--finetune", "protonet", "--finetune-steps", "2", "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output[result.output.index("{") :])["results"]["3"]
+    assert set(rows) == {"nearest-mean", "nearest-mean +protonet", "selected"}
+    assert "validation_accuracy" not in rows["nearest-mean +protonet"] and rows["selected"]["method_per_seed"] == [
+        "nearest-mean"
+    ]  # k-fold scores of a row whose encoder saw the held-out examples would be biased: it is not selectable

@@ -310,7 +310,17 @@ def _markdown(table: dict[str, Any]) -> str:
     help="A `text meta-train` run: every method also on its encoder (rows '@init').",
 )
 @click.option(
-    "--finetune", type=click.Choice(["setfit"]), help="Also fine-tune the encoder on each K-shot draw (rows '+setfit')."
+    "--finetune",
+    type=click.Choice(["setfit", "protonet"]),
+    help="Also fine-tune the encoder on each K-shot draw: SetFit pairs, or ProtoNet episodes of its top 2 "
+    "layers (rows '+setfit' / '+protonet').",
+)
+@click.option(
+    "--finetune-steps",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="--finetune protonet: episodes per draw (20% of the labels choose the step).",
 )
 @click.option(
     "--max-pairs",
@@ -339,6 +349,7 @@ def fit(
     init: Path | None,
     finetune: str | None,
     max_pairs: int,
+    finetune_steps: int,
     as_json: bool,
     no_progress: bool,
 ) -> None:
@@ -349,7 +360,7 @@ def fit(
             train, test, val, val_fraction, text_column, label_column, _parse_shots(shots), seeds,
             [m.strip() for m in methods.split(",") if m.strip()], folds, iterations, encoder, oos_label,
             save_dir, log=None if no_progress or as_json else (lambda line: click.echo(line, err=True)), init=init,
-            finetune=finetune, max_pairs=max_pairs,
+            finetune=finetune, max_pairs=max_pairs, finetune_steps=finetune_steps,
         )  # fmt: skip
     except (InputError, DataError, CheckpointError, MissingExtraError, FloatingPointError) as error:
         _fail(error)
@@ -377,11 +388,12 @@ def run_fit(
     init: Path | None = None,
     finetune: str | None = None,
     max_pairs: int = 4000,
+    finetune_steps: int = 100,
 ) -> dict[str, Any]:
     """`text fit` as a function: the JSON object it prints."""
     from .text import DEFAULT_ENCODER, SentenceEncoder, all_intents, encode_texts, kshot_indices
     from .text._datasets import texts_of
-    from .text._finetune import replace_folder, setfit_encoder
+    from .text._finetune import protonet_encoder, replace_folder, setfit_encoder
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:
@@ -445,6 +457,23 @@ def run_fit(
     embedded = {suffix: inputs(encode_texts(e, all_texts, progress=log is not None)) for suffix, e in variants}
     embed_seconds = time.perf_counter() - start
     baselines = tuple(m for m in methods if m not in HEADS)
+    tuned_suffix = f" +{finetune}"
+
+    def tune_encoder(how: str, start: str, texts: list[str], labels: Any, out: Path, seed: int) -> dict[str, Any]:
+        if how == "setfit":
+            return setfit_encoder(start, texts, labels, out, seed, max_pairs)
+        k = int(np.bincount(labels).min())  # ProtoNet: episodes of the K-shot draw, 20% of its labels validate
+        held = max(2, round(0.2 * dataset.num_classes))
+        if dataset.num_classes - held < 2:
+            raise InputError(
+                f"--finetune protonet needs 4 or more labels (2 to validate on), got {dataset.num_classes}"
+            )
+        return protonet_encoder(
+            start, texts, labels, out, val_fraction=held / dataset.num_classes,
+            ways=min(20, dataset.num_classes - held), shots=max(1, k - 2), queries=min(2, k - 1),
+            steps=finetune_steps, val_every=max(1, finetune_steps // 4), seed=seed,
+        )  # fmt: skip
+
     runs: dict[int, dict[int, dict[str, Any]]] = {}
     kept = None
     scratch = Path(tempfile.mkdtemp(prefix="fastadapt-text-"))
@@ -455,19 +484,19 @@ def run_fit(
                 rows: dict[str, Any] = {}
                 encoders = dict(variants)
                 jobs = list(embedded.items())
-                if finetune == "setfit":
+                if finetune is not None:
                     support = kshot_indices(dataset, shots, seed)
-                    folder = scratch / f"setfit-{shots}-{seed}"
-                    info = setfit_encoder(
-                        name, texts_of(dataset, support), dataset.labels[support], folder, seed, max_pairs
+                    folder = scratch / f"{finetune}-{shots}-{seed}"
+                    info = tune_encoder(
+                        finetune, name, texts_of(dataset, support), dataset.labels[support], folder, seed
                     )
                     if log:
-                        log(f"{shots}-shot seed {seed}: SetFit on {info['pairs']} pairs, {info['seconds']} s")
+                        log(f"{shots}-shot seed {seed}: {finetune} fine-tuning, {info['seconds']} s")
                     tuned = SentenceEncoder(str(folder)).encode_batch(all_texts)  # a new encoder per draw: not cached
                     if not (shots == max(shots_list) and seed == 0 and save_dir is not None):
                         shutil.rmtree(folder)  # only the draw a saved classifier may use is kept
-                    jobs.append((" +setfit", inputs(tuned)))
-                    encoders[" +setfit"] = str(folder)
+                    jobs.append((tuned_suffix, inputs(tuned)))
+                    encoders[tuned_suffix] = str(folder)
                 for suffix, data in jobs:
                     found: dict[str, Any] = {}
                     scores = all_intents(
@@ -477,7 +506,7 @@ def run_fit(
                     )  # fmt: skip
                     for method, row in scores.items():
                         if method != "selected":
-                            if suffix == " +setfit":
+                            if suffix == tuned_suffix:
                                 row["seconds"] += info["seconds"]
                                 if not has_val:  # its encoder saw every fold's held-out examples: no fair score
                                     row.pop("validation_accuracy", None)
@@ -494,7 +523,7 @@ def run_fit(
                 if shots == max(shots_list) and seed == 0 and "selected" in rows:
                     kept = keep[rows["selected"]["method"]]
         names = [
-            m + suffix for suffix in [s for s, _ in variants] + ([" +setfit"] if finetune else []) for m in methods
+            m + suffix for suffix in [s for s, _ in variants] + ([tuned_suffix] if finetune else []) for m in methods
         ]
         result = {
             "train": str(train),
