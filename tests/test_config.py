@@ -33,9 +33,12 @@ def test_repository_configs_folder_is_the_shipped_one() -> None:
     assert sorted(found) == sorted(shipped_configs())
 
 
+MINIMAL = "data: {dataset: digits}\nmodel: {name: conv4, pooled_blocks: 3}\nalgorithm: {name: maml}\n"
+
+
 def test_unknown_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("training: {iterations: 5, learning_rate: 0.1}\n")
+    path.write_text(f"{MINIMAL}training: {{iterations: 5, learning_rate: 0.1}}\n")
     with pytest.raises(ConfigError, match=r"unknown config key 'training.learning_rate'; valid keys here: iterations"):
         load_config(path)
 
@@ -49,7 +52,7 @@ def test_unknown_section_is_named(tmp_path: Path) -> None:
 
 def test_wrong_type_is_named(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("task: {ways: five}\n")
+    path.write_text(f"{MINIMAL}training: {{}}\ntask: {{ways: five}}\n")
     with pytest.raises(ConfigError, match=r"task.ways must be of type int, got 'five' \(str\)"):
         load_config(path)
 

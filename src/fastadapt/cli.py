@@ -80,6 +80,19 @@ def configs() -> None:
         click.echo(f"{name:20s} {path}")
 
 
+@main.command()
+@click.argument("config")
+@click.argument("overrides", nargs=-1)
+def validate(config: str, overrides: tuple[str, ...]) -> None:
+    """Check CONFIG (a YAML file or a shipped config name) with its OVERRIDES, without training: every key's
+    type and range and the keys that constrain each other; exit code 2 and one line naming the key if bad."""
+    try:
+        resolved = resolve_config(config, list(overrides))
+    except ConfigError as error:
+        _fail(error)
+    click.echo(f"{config}: valid ({resolved.data.dataset}, {resolved.algorithm.name})")
+
+
 def _train(config_name: str, overrides: list[str], run_dir: Path | None, resume: bool, progress: bool) -> Path:
     config = resolve_config(config_name, overrides)
     if run_dir is None:

@@ -137,6 +137,8 @@ class StreamConfig:
     seed: int = 0
 
 
+#: The sections a config file must have (the others may be left to their defaults).
+REQUIRED_SECTIONS = ("data", "model", "algorithm", "training")
 #: The sections every config has; a task suite adds its own (``recsys`` for movielens).
 CORE_SECTIONS = ("data", "task", "model", "algorithm", "training", "evaluation", "stream")
 
@@ -231,6 +233,8 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         return _build(kind, value, key)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str) and value.strip().lower().lstrip("+-.") in ("nan", "inf", "infinity"):
+        return float(value.replace(".", ""))  # nan / inf written without YAML's leading dot: a float, checked later
     if kind in (int, float, str, bool) and type(value) is not kind:
         raise ConfigError(f"{key} must be of type {kind.__name__}, got {value!r} ({type(value).__name__})")
     return value
@@ -269,6 +273,9 @@ def config_from_dict(values: dict[str, Any]) -> Config:
                 )
             raise ConfigError(f"unknown config key '{key}'; valid keys here: {valid}")
     sections = {key: _convert(values.get(key, {}), kind, key) for key, kind in own.items()}  # defaults filled in
+    from ._validate import validate  # it imports ConfigError from here
+
+    validate(config)
     return dataclasses.replace(config, sections=sections)
 
 
@@ -284,7 +291,11 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: '{part}' is not a section")
-        node[last] = yaml.safe_load(raw)
+        try:
+            node[last] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or "not valid YAML"
+            raise ConfigError(f"override {item!r}: its value is {problem} (YAML syntax); quote it") from None
     return values
 
 
@@ -293,11 +304,33 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:  # type:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        text = path.read_text(encoding="utf-8")
+        values = yaml.safe_load(text)
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text ({error}); save it as UTF-8") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{where}: {problem} (YAML syntax)") from None
+    if values is None:
+        raise ConfigError(f"{path} is empty; a config needs the sections {', '.join(REQUIRED_SECTIONS)}")
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a mapping of config sections, not {type(values).__name__}")
     try:
-        return config_from_dict(apply_overrides(values, list(overrides)))
+        values = apply_overrides(values, list(overrides))
+        valid = ["name", *CORE_SECTIONS, *_section_types()]
+        unknown = [key for key in values if key not in valid]
+        if unknown:
+            raise ConfigError(f"unknown config key '{unknown[0]}'; valid keys here: {', '.join(valid)}")
+        missing = [s for s in REQUIRED_SECTIONS if s not in values]
+        if missing:
+            raise ConfigError(
+                f"no {', '.join(repr(s) for s in missing)} section; a config file needs "
+                f"{', '.join(REQUIRED_SECTIONS)} (a cut-off or partial file?)"
+            )
+        return config_from_dict(values)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 
