@@ -71,6 +71,8 @@ def test_fit_prints_json_per_method_and_shot_count_and_saves_a_classifier(
         assert 0 <= row["oos"]["oos_recall"] <= 1 and 0 <= row["oos"]["in_scope_accuracy"] <= 1
     assert rows["logistic"]["accuracy"]["mean"] > 3 / LABELS  # chance is 1/6
     assert rows["maml"]["vs_logistic"]["min_p_value"] == 0.5  # 2 seeds: 2 / 2**2
+    assert rows["maml"]["vs_logistic"]["utterances"] == 6 * LABELS  # the in-scope test rows, paired
+    assert 0 < rows["maml"]["vs_logistic"]["utterance_p_value"] <= 1
     chosen = rows["maml"]["chosen_per_seed"][0]
     assert set(chosen) == {"inner_lr", "test_steps"}
     assert rows["maml"]["effective_inner_lr_per_seed"][0] == chosen["inner_lr"] * LABELS

@@ -202,17 +202,29 @@ def summarise(runs: dict[int, dict[int, dict[str, dict[str, Any]]]], methods: Se
                 row["effective_inner_lr_per_seed"] = [r["effective_inner_lr"] for r in present]
             if "oos" in present[0]:
                 row["oos"] = {k: float(np.mean([r["oos"][k] for r in present])) for k in present[0]["oos"]}
-            if method != "logistic" and "logistic" in by_seed[seeds[0]] and len(present) >= 2:
-                base = [by_seed[s]["logistic"]["accuracy"] for s in seeds]
-                comparison = paired_comparison([r["accuracy"] for r in present], base)
-                row["vs_logistic"] = {
-                    "difference": comparison.difference,
-                    "p_value": comparison.p_value,
-                    "min_p_value": min(1.0, 2.0 / 2 ** len(present)),
-                }
+            if method != "logistic" and "logistic" in by_seed[seeds[0]] and len(present) == len(seeds):
+                row["vs_logistic"] = _versus([by_seed[s]["logistic"] for s in seeds], present)
             rows[method] = row
         table[str(shots)] = rows
     return table
+
+
+def _versus(base: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The paired difference from the logistic head: over the seeds' draws (sign-flip test, exact; its smallest
+    p-value is 2 / 2**seeds) and, when the rows hold per-utterance outcomes, over the test utterances (each
+    utterance's accuracy averaged over the seeds; sign-flip test on 10,000 random patterns)."""
+    out: dict[str, Any] = {}
+    if len(rows) >= 2:
+        comparison = paired_comparison([r["accuracy"] for r in rows], [b["accuracy"] for b in base])
+        out |= {"difference": comparison.difference, "p_value": comparison.p_value}
+        out["min_p_value"] = min(1.0, 2.0 / 2 ** len(rows))
+    if all("correct" in r for r in [*rows, *base]):
+        mine = np.mean([r["correct"] for r in rows], axis=0)
+        theirs = np.mean([b["correct"] for b in base], axis=0)
+        comparison = paired_comparison(mine, theirs)
+        out |= {"utterances": len(mine), "utterance_p_value": comparison.p_value}
+        out.setdefault("difference", comparison.difference)
+    return out
 
 
 def _markdown(table: dict[str, Any]) -> str:
@@ -227,7 +239,11 @@ def _markdown(table: dict[str, Any]) -> str:
         for method, row in rows.items():
             acc, f1 = row["accuracy"], row["macro_f1"]
             vs = row.get("vs_logistic")
-            versus = f"{100 * vs['difference']:+.2f}, p={vs['p_value']:.3f}" if vs else ""
+            versus = f"{100 * vs['difference']:+.2f}" if vs else ""
+            if vs and "p_value" in vs:
+                versus += f", p={vs['p_value']:.3f}"
+            if vs and "utterance_p_value" in vs:
+                versus += f" (utterances p={vs['utterance_p_value']:.3f})"
             chosen = ", ".join(row.get("method_per_seed", [])) or "; ".join(
                 " ".join(f"{k}={v}" for k, v in c.items()) for c in row.get("chosen_per_seed", [])
             )
@@ -502,7 +518,7 @@ def run_fit(
                     scores = all_intents(
                         dataset, data["embeddings"], shots, seed, _heads(methods, shots, iterations),
                         baselines=baselines, soups=(), log=log, folds=folds, validation=data["validation"],
-                        out_of_scope=data["out_of_scope"], keep=found,
+                        out_of_scope=data["out_of_scope"], keep=found, per_utterance=True,
                     )  # fmt: skip
                     for method, row in scores.items():
                         if method != "selected":

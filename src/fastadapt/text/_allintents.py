@@ -58,6 +58,7 @@ def all_intents(
     validation: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None,
     out_of_scope: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None,
     keep: dict[str, Predictor] | None = None,
+    per_utterance: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """One seeded K-shot draw, every method on it.
 
@@ -79,6 +80,8 @@ def all_intents(
             (:func:`~fastadapt.text.choose_threshold`) and its row gets ``oos``
             (:func:`~fastadapt.text.out_of_scope_report` on the test split and the test ones; the hashed MLP,
             which reads texts, is left out).
+        per_utterance: add ``correct``, a list of 0/1 per test utterance, to every row (for paired tests over
+            utterances).
         keep: filled with a :class:`~fastadapt.text.Predictor` of each baseline and head that can be saved
             (logistic, nearest-mean, the heads), with its threshold when ``out_of_scope`` is given.
 
@@ -114,6 +117,8 @@ def all_intents(
         parts = np.split(p, bounds[:-1]) if len(p) == len(rows_x) else [p]
         probabilities[name] = parts[0]
         results[name] = _scores(ty, parts[0], seconds)
+        if per_utterance:
+            results[name]["correct"] = (parts[0].argmax(1) == ty).astype(int).tolist()
         if validation is not None and len(parts) > 1 and name in validated:
             validated[name] = float((parts[1].argmax(1) == validation[1]).mean())
         if out_of_scope is not None and len(parts) == 4:

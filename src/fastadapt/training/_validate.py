@@ -138,7 +138,9 @@ def validate(config: Any) -> None:
         raise ConfigError(f"data.fold={data.fold} must be < data.folds={data.folds} (folds are 0..{data.folds - 1})")
     if model.name == "conv4" and data.dataset in IMAGE_DATASETS:
         size = FIXED_SIZES.get(data.dataset, data.image_size)
-        where = f"the {size}x{size} images of {data.dataset}" if data.dataset in FIXED_SIZES else f"data.image_size={size}"
+        where = (
+            f"the {size}x{size} images of {data.dataset}" if data.dataset in FIXED_SIZES else f"data.image_size={size}"
+        )
         if size < 2**model.pooled_blocks:
             raise ConfigError(
                 f"model.pooled_blocks={model.pooled_blocks} is too many for {where}: each block halves the image, "
