@@ -86,3 +86,30 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch:
         save_checkpoint(path, {"params/w": torch.zeros(2)}, {"step": 13})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
+
+
+def test_resume_from_best_after_last_is_truncated(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fastadapt.cli import main
+
+    run_dir = tmp_path / "run"
+    args = ["train", "digits_protonet", "training.iterations=6", "training.val_every=2", "training.checkpoint_every=2"]
+    args += ["training.val_episodes=5", "training.keep=2", "--run-dir", str(run_dir), "--no-progress"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["best.safetensors", "last.safetensors", "step-00000006.safetensors"]  # keep=2: last + one
+    last = run_dir / "checkpoints" / "last.safetensors"
+    last.write_bytes(last.read_bytes()[:1000])
+    more = [*args[:2], "training.iterations=8", *args[3:]]
+    result = CliRunner().invoke(main, [*more, "--resume"])
+    assert result.exit_code == 2, result.output
+    assert "last.safetensors is corrupt or truncated" in result.output
+    assert "these still load: best (step " in result.output and "step-00000006 (step 6)" in result.output
+    assert "resume from one with --checkpoint best" in result.output
+    result = CliRunner().invoke(main, [*more, "--resume", "--checkpoint", "best"])
+    assert result.exit_code == 0, result.output
+    _, state = load_checkpoint(last)
+    assert state["step"] == 8
+    result = CliRunner().invoke(main, [*more, "--checkpoint", "best"])
+    assert result.exit_code == 2 and "--checkpoint chooses where --resume continues from" in result.output

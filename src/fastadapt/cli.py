@@ -27,6 +27,7 @@ from .training import (
     load_errors,
     load_run,
     resolve_config,
+    resume_path,
     shipped_configs,
 )
 from .training import suites as all_suites
@@ -93,15 +94,21 @@ def validate(config: str, overrides: tuple[str, ...]) -> None:
     click.echo(f"{config}: valid ({resolved.data.dataset}, {resolved.algorithm.name})")
 
 
-def _train(config_name: str, overrides: list[str], run_dir: Path | None, resume: bool, progress: bool) -> Path:
+def _train(
+    config_name: str, overrides: list[str], run_dir: Path | None, resume: bool, progress: bool, checkpoint: str = "last"
+) -> Path:
     config = resolve_config(config_name, overrides)
     if run_dir is None:
         run_dir = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if resume and not (run_dir / "checkpoints" / "last.safetensors").exists():
-        raise CheckpointError(f"--resume: {run_dir} has no checkpoints/last.safetensors to resume from")
+    if resume:
+        if not (run_dir / "checkpoints").is_dir():
+            raise CheckpointError(f"--resume: {run_dir} has no checkpoints/ to resume from")
+        resume_path(run_dir, checkpoint)  # missing or damaged: the message names the ones that load
+    elif checkpoint != "last":
+        raise ConfigError("--checkpoint chooses where --resume continues from; pass --resume too")
     if not resume and (run_dir / "checkpoints").exists():
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
-    Trainer(build_experiment(config), run_dir, progress=progress).run(resume=resume)
+    Trainer(build_experiment(config), run_dir, progress=progress).run(resume=resume, checkpoint=checkpoint)
     return run_dir
 
 
@@ -110,11 +117,19 @@ def _train(config_name: str, overrides: list[str], run_dir: Path | None, resume:
 @click.argument("overrides", nargs=-1)
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Where to write the run (default runs/NAME-TIME).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option(
+    "--checkpoint",
+    default="last",
+    show_default=True,
+    help="With --resume: last, best, a kept step-N (training.keep), or a checkpoint file.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(config: str, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, no_progress: bool) -> None:
+def train(
+    config: str, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, checkpoint: str, no_progress: bool
+) -> None:
     """Meta-train from CONFIG (a YAML file or a shipped config name) with section.key=value OVERRIDES."""
     try:
-        out = _train(config, list(overrides), run_dir, resume, not no_progress)
+        out = _train(config, list(overrides), run_dir, resume, not no_progress, checkpoint)
     except (ConfigError, CheckpointError, TrainingError) as error:
         _fail(error)
     click.echo(f"run written to {out}")

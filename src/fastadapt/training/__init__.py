@@ -35,3 +35,5 @@ from ._suites import suite_for as suite_for
 from ._suites import suites as suites
 from ._trainer import Trainer as Trainer
 from ._trainer import TrainingError as TrainingError
+from ._trainer import kept_checkpoints as kept_checkpoints
+from ._trainer import resume_path as resume_path

@@ -103,6 +103,7 @@ class TrainingConfig:
     # with val_every=0 nothing validates, so nothing stops early either: the shipped configs can be run that way)
     patience: int | None = None
     checkpoint_every: int = 100
+    keep: int = 1  # checkpoints kept besides best: last, and the keep-1 before it as checkpoints/step-N.safetensors
     log_every: int = 10
     seed: int = 0
     strategy: Literal["auto", "loop", "vmap", "chunked"] = "auto"

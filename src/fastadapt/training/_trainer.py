@@ -139,6 +139,11 @@ class Trainer:
         }
         path = self.checkpoint_dir / name
         save_checkpoint(path, tensors, state)
+        keep = self.exp.config.training.keep
+        if name == LAST and keep > 1:  # numbered copies of the latest ones; the oldest beyond keep - 1 go
+            save_checkpoint(self.checkpoint_dir / f"step-{self.step:08d}.safetensors", tensors, state)
+            for old in sorted(self.checkpoint_dir.glob("step-*.safetensors"))[: -(keep - 1)]:
+                old.unlink(missing_ok=True)
         return path
 
     def restore(self, path: Path) -> None:
@@ -245,10 +250,16 @@ class Trainer:
         return value > self.best if self.exp.algorithm.metric.higher_is_better else value < self.best
 
     # -- the loop ----------------------------------------------------------------------------
-    def run(self, resume: bool = False, on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        resume: bool = False,
+        on_validation: Callable[[int, float], None] | None = None,
+        checkpoint: str | Path = "last",
+    ) -> dict[str, Any]:
         """Trains to ``training.iterations``, or until ``training.patience`` validations in a row have not
         improved on the best one (the row ``early_stop`` of ``metrics.jsonl`` then names the step and the best
-        step); with ``resume`` continues from ``checkpoints/last``.
+        step); with ``resume`` continues from ``checkpoint``: ``last`` (default), ``best``, a kept ``step-N``
+        or a checkpoint file (:func:`resume_path`); the rows logged after its step are dropped.
 
         ``on_validation(step, value)`` is called after every validation (a hyperparameter search reports to its
         pruner there); an exception it raises stops training after the checkpoints of that step are written.
@@ -256,7 +267,7 @@ class Trainer:
         cfg = self.exp.config.training
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            self.restore(self.checkpoint_dir / LAST)
+            self.restore(resume_path(self.run_dir, checkpoint))
             if self._stop_early():
                 print(
                     f"{self.run_dir} stopped early at step {self.step} (best step {self.best_step}): nothing to "
@@ -316,3 +327,39 @@ class Trainer:
             "best_step": self.best_step,
             "stopped_early_at": stopped,
         }
+
+
+def kept_checkpoints(run_dir: Path) -> dict[str, int | None]:
+    """The run's checkpoint files (``last``, ``best``, ``step-N``) -> their step, or ``None`` for one that does
+    not load (truncated, altered)."""
+    found: dict[str, int | None] = {}
+    for path in sorted(Path(run_dir, "checkpoints").glob("*.safetensors")):
+        try:
+            found[path.stem] = int(load_checkpoint(path)[1]["step"])
+        except (CheckpointError, KeyError, ValueError):
+            found[path.stem] = None
+    return found
+
+
+def resume_path(run_dir: Path, checkpoint: str | Path = "last") -> Path:
+    """The file to resume from: ``last``, ``best`` or ``step-N`` of ``run_dir/checkpoints``, or a path.
+
+    Raises:
+        CheckpointError: it is missing or does not load; the message names the kept checkpoints that do.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    named = str(checkpoint)
+    path = folder / f"{named}.safetensors" if "/" not in named and not named.endswith(".safetensors") else Path(named)
+    try:
+        load_checkpoint(path)
+    except CheckpointError as error:
+        usable = {
+            k: v for k, v in kept_checkpoints(run_dir).items() if v is not None and folder / f"{k}.safetensors" != path
+        }
+        if usable:
+            listed = ", ".join(f"{k} (step {v})" for k, v in usable.items())
+            fix = f"these still load: {listed}; resume from one with --checkpoint {next(iter(usable))}"
+        else:
+            fix = "no other checkpoint of this run loads; start a new run"
+        raise CheckpointError(f"{str(error).split('; resume from')[0].split('; start a new')[0]}; {fix}") from None
+    return path

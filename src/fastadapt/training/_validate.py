@@ -89,6 +89,7 @@ RULES: dict[str, Rule] = {
     "training.val_episodes": at_least(1),
     "training.patience": at_least(1),
     "training.checkpoint_every": at_least(1),
+    "training.keep": at_least(1),
     "training.log_every": at_least(1),
     "training.chunk_size": at_least(1),
     "training.threads": at_least(1),
