@@ -129,5 +129,5 @@ def test_the_core_dependencies_are_only_what_every_run_needs() -> None:
     assert names == CORE
     assert "torch>=2.2,<3" in project["dependencies"]
     extras = project["optional-dependencies"]
-    assert {"tune", "tb", "plots", "images", "text", "all", "dev"} <= set(extras)
-    assert extras["all"] == ["fastadapt[tune,tb,plots,images,text]"]
+    assert {"tune", "tb", "plots", "images", "text", "setfit", "all", "dev"} <= set(extras)
+    assert extras["all"] == ["fastadapt[tune,tb,plots,images,text,setfit]"]
