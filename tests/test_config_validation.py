@@ -132,3 +132,12 @@ def test_cut_and_mangled_yaml_never_ends_in_a_traceback(tmp_path: Path, cut: int
     assert code in (0, 2), output
     if code == 2:
         assert output.startswith("error: ") and len(output.strip().splitlines()) == 1, output
+
+
+def test_numbers_that_yaml_reads_as_strings_are_numbers() -> None:
+    from fastadapt.training import resolve_config
+
+    config = resolve_config("digits_maml", ["training.outer_lr=1e-3", "algorithm.inner_lr=5E-1"])
+    assert (config.training.outer_lr, config.algorithm.inner_lr) == (0.001, 0.5)
+    code, output = run("digits_maml", "training.outer_lr=1e-3x")
+    assert code == 2 and "training.outer_lr must be of type float, got '1e-3x' (str)" in output

@@ -184,10 +184,11 @@ SMALL = ["recsys.synthetic_users=300", "recsys.synthetic_items=400", "recsys.eva
 
 
 def test_early_stopping_keeps_the_best_validation_step(tmp_path: Path) -> None:
-    """With a zero learning rate nothing improves after the first validation: training stops after
+    """With a learning rate of 1e-30 (float32 weights do not move) nothing improves after the first validation:
+    training stops after
     ``patience`` more, the best checkpoint is the first one, and the metrics file says so."""
     run = tmp_path / "stuck"
-    args = ["train", "movielens/metamf", *SMALL, "training.outer_lr=0", "training.iterations=500"]
+    args = ["train", "movielens/metamf", *SMALL, "training.outer_lr=1e-30", "training.iterations=500"]
     args += ["training.val_every=5", "training.patience=3", "--run-dir", str(run), "--no-progress"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -196,7 +197,7 @@ def test_early_stopping_keeps_the_best_validation_step(tmp_path: Path) -> None:
     assert stop == [{"split": "early_stop", "step": 20, "best_step": 5, "patience": 3}]
     assert max(r["step"] for r in rows) == 20 and (run / "checkpoints" / "best.safetensors").is_file()
     bad = CliRunner().invoke(main, [*args[:-3], "training.patience=0", "--run-dir", str(tmp_path / "x")])
-    assert bad.exit_code != 0 and "training.patience must be >= 1" in bad.output
+    assert bad.exit_code != 0 and "training.patience=0 must be >= 1" in bad.output
     # Resuming a stopped run does nothing and says so; with more patience it trains on, and the old stop goes.
     again = CliRunner().invoke(main, [*args, "--resume"])
     assert again.exit_code == 0 and "stopped early at step 20 (best step 5): nothing to resume" in again.stderr

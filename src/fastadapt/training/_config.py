@@ -234,8 +234,14 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         return _build(kind, value, key)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if kind is float and isinstance(value, str) and value.strip().lower().lstrip("+-.") in ("nan", "inf", "infinity"):
-        return float(value.replace(".", ""))  # nan / inf written without YAML's leading dot: a float, checked later
+    if kind is float and isinstance(value, str):
+        # PyYAML reads 1e-3 (no dot) and nan (no leading dot) as strings; a number written so is still a number
+        # (non-finite values are refused by the range checks, naming the key).
+        text = value.strip().lower()
+        try:
+            return float(text.replace(".", "") if text.lstrip("+-.") in ("nan", "inf", "infinity") else text)
+        except ValueError:
+            pass
     if kind in (int, float, str, bool) and type(value) is not kind:
         raise ConfigError(f"{key} must be of type {kind.__name__}, got {value!r} ({type(value).__name__})")
     return value
