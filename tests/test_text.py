@@ -552,3 +552,13 @@ def test_episodic_text_config_names_its_columns_and_validation_share(tmp_path: P
     assert int((pool.labels == val_class).sum()) == 18  # 60% of a class's 30 training utterances
     with pytest.raises(ConfigError, match=r"data.val_fraction=1.0 must be in \(0, 1\)"):
         build_experiment(resolve_config("clinc150_protonet_5w5s", [*overrides, "data.val_fraction=1.0"]))
+
+
+def test_one_standard_error_rule_keeps_the_simpler_method_unless_the_win_is_clear() -> None:
+    from fastadapt.text import one_se_choice
+
+    scores = {"logistic": 0.80, "nearest-mean": 0.79, "maml": 0.82}
+    assert one_se_choice(scores, 100) == "logistic"  # SE at 0.82 with 100 examples: 0.038
+    assert one_se_choice(scores, 10_000) == "maml"  # SE 0.0038: a clear win
+    with pytest.raises(ValueError, match="no validated method"):
+        one_se_choice({}, 10)

@@ -196,6 +196,8 @@ def summarise(runs: dict[int, dict[int, dict[str, dict[str, Any]]]], methods: Se
             row["seconds"] = float(np.mean([r["seconds"] for r in present]))
             if method == "selected":
                 row["method_per_seed"] = [r["method"] for r in present]
+            if all("validation_accuracy" in r for r in present):
+                row["validation_accuracy_per_seed"] = [r["validation_accuracy"] for r in present]
             if method != "selected" and "selection" in present[0] and present[0]["selection"]["chosen"]:
                 row["chosen_per_seed"] = [r["selection"]["chosen"] for r in present]
             if method != "selected" and "effective_inner_lr" in present[0]:
@@ -410,6 +412,7 @@ def run_fit(
     from .text import DEFAULT_ENCODER, SentenceEncoder, all_intents, encode_texts, kshot_indices
     from .text._datasets import texts_of
     from .text._finetune import protonet_encoder, replace_folder, setfit_encoder
+    from .text._selection import one_se_choice
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:
@@ -498,6 +501,7 @@ def run_fit(
             for seed in range(seeds):
                 keep: dict[str, Any] = {}
                 rows: dict[str, Any] = {}
+                selected_rows: list[dict[str, Any]] = []
                 encoders = dict(variants)
                 jobs = list(embedded.items())
                 if finetune is not None:
@@ -520,6 +524,7 @@ def run_fit(
                         baselines=baselines, soups=(), log=log, folds=folds, validation=data["validation"],
                         out_of_scope=data["out_of_scope"], keep=found, per_utterance=True,
                     )  # fmt: skip
+                    selected_rows.append(scores.get("selected", {}))
                     for method, row in scores.items():
                         if method != "selected":
                             if suffix == tuned_suffix:
@@ -532,8 +537,9 @@ def run_fit(
                         predictor.meta["method"] = method + suffix
                         keep[method + suffix] = predictor
                 scored = {m: r["validation_accuracy"] for m, r in rows.items() if "validation_accuracy" in r}
-                if scored:
-                    best = max(scored, key=lambda m: scored[m])
+                if scored:  # the frozen encoder's methods come first: the simpler ones win ties within one SE
+                    examples = next(r["validation_examples"] for r in selected_rows if "validation_examples" in r)
+                    best = one_se_choice(scored, examples)
                     rows["selected"] = {**rows[best], "method": best}
                 runs.setdefault(shots, {})[seed] = rows
                 if shots == max(shots_list) and seed == 0 and "selected" in rows:

@@ -46,4 +46,5 @@ from ._protocols import kshot_indices as kshot_indices
 from ._selection import DEFAULT_GRIDS as DEFAULT_GRIDS
 from ._selection import Selection as Selection
 from ._selection import kshot_folds as kshot_folds
+from ._selection import one_se_choice as one_se_choice
 from ._selection import select_head as select_head

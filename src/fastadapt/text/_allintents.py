@@ -28,7 +28,7 @@ from ._fewshot import (
 from ._oos import choose_threshold, out_of_scope_report
 from ._predictor import Predictor
 from ._protocols import kshot_indices
-from ._selection import kshot_folds, select_head
+from ._selection import kshot_folds, one_se_choice, select_head
 
 BASELINES = ("logistic", "nearest-mean", "hashed-mlp")
 #: The baselines whose validation score can choose them as the run's method (the hashed MLP is left out: it
@@ -90,9 +90,10 @@ def all_intents(
         its own cost beyond its members'. With ``select``, each head's row has ``selection``
         (:meth:`Selection.summary`: the chosen values and every candidate's validation accuracy; its seconds
         include the search), each selectable method's row its ``validation_accuracy``, and ``selected`` is
-        the row of the method with the best one, with its name under ``method``. Ensembles: ``ensemble`` (the mean
-        probabilities of the meta-trained heads), ``ensemble+logistic`` (those and the logistic head),
-        ``<head> soup`` and ``<head> variants`` for each name in ``soups``.
+        the row of the method :func:`~fastadapt.text.one_se_choice` picks (the baselines first, then the heads
+        in order: the first within one standard error of the best), with its name under ``method``.
+        Ensembles: ``ensemble`` (the mean probabilities of the meta-trained heads), ``ensemble+logistic``
+        (those and the logistic head), ``<head> soup`` and ``<head> variants`` for each name in ``soups``.
     """
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
@@ -201,6 +202,7 @@ def all_intents(
     for name, accuracy in validated.items():
         results[name]["validation_accuracy"] = accuracy
     if validated:
-        best = max(validated, key=lambda n: validated[n])
-        results["selected"] = {**results[best], "method": best}
+        examples = len(validation[1]) if validation is not None else sum(len(va) for _, va in pairs)
+        best = one_se_choice(validated, examples)
+        results["selected"] = {**results[best], "method": best, "validation_examples": examples}
     return results

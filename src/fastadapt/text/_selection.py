@@ -178,3 +178,15 @@ def select_head(
             f"{config.algorithm}: every candidate of the search diverged or scored 0; give lower inner_lr values"
         )
     return Selection(settings[best], scores, best, how)
+
+
+def one_se_choice(scores: Mapping[str, float], examples: int) -> str:
+    """The first method, in the given order (the simplest first), whose validation accuracy is within one
+    standard error of the best one's (Breiman's one-standard-error rule; SE = sqrt(p (1 - p) / examples) at the
+    best accuracy p): a method replaces a simpler one only when validation shows a clear win, which also
+    offsets the optimism of a searched method's best-of-grid score."""
+    if not scores:
+        raise ValueError("no validated method to choose from")
+    best = max(scores.values())
+    margin = float(np.sqrt(best * (1 - best) / max(1, examples)))
+    return next(name for name, score in scores.items() if score >= best - margin)
