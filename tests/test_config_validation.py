@@ -141,3 +141,29 @@ def test_numbers_that_yaml_reads_as_strings_are_numbers() -> None:
     assert (config.training.outer_lr, config.algorithm.inner_lr) == (0.001, 0.5)
     code, output = run("digits_maml", "training.outer_lr=1e-3x")
     assert code == 2 and "training.outer_lr must be of type float, got '1e-3x' (str)" in output
+
+
+def test_deterministic_runs_agree_bit_for_bit_whatever_the_thread_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from fastadapt.training import Trainer, build_experiment, load_checkpoint, resolve_config
+
+    overrides = ["training.iterations=4", "training.val_every=0", "training.deterministic=true"]
+    weights = []
+    before = torch.get_num_threads()
+    try:
+        for threads in ("1", "2"):
+            monkeypatch.setenv("FASTADAPT_THREADS", threads)
+            out = tmp_path / threads
+            Trainer(build_experiment(resolve_config("digits_protonet", overrides)), out, progress=False).run()
+            assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+            weights.append(load_checkpoint(out / "checkpoints" / "last.safetensors")[0])
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(before)
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0] if k.startswith("params/"))
+    code, output = run("digits_protonet", "training.deterministic=true", "training.threads=2")
+    assert code == 2 and "training.deterministic=true pins one torch thread" in output

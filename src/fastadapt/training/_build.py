@@ -182,7 +182,13 @@ def _algorithm(config: Config, model: nn.Module, loss: Any, metric: Any, ways: i
 
 def build_experiment(config: Config) -> Experiment:
     """Builds data sources, model and algorithm; the model's initial weights come from the seed."""
-    apply_threads(config.training.threads)
+    if config.training.deterministic:
+        # One intra-op thread (a reduction split over other thread counts sums in another order) and torch's
+        # deterministic kernels: the same seed gives the same weights whatever FASTADAPT_THREADS says.
+        apply_threads(1)
+        torch.use_deterministic_algorithms(True)
+    else:
+        apply_threads(config.training.threads)  # torch's deterministic mode stays as the user set it
     device = resolve_device(config.training.device)  # before loading data: a wrong device fails at once
     torch.manual_seed(config.training.seed)
     suite = suite_for(config.data.dataset)

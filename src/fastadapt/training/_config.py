@@ -110,6 +110,8 @@ class TrainingConfig:
     chunk_size: int = 8
     device: str = "auto"  # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps
     threads: int | None = None  # torch intra-op threads (default: $FASTADAPT_THREADS, else 1: README, threads)
+    # One thread and torch's deterministic algorithms: bit-identical weights for a seed on any thread setting
+    deterministic: bool = False
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,12 @@ def validate(config: Any) -> None:
                 f"so {model.pooled_blocks} need {2**model.pooled_blocks} pixels or more; lower model.pooled_blocks"
                 + ("" if data.dataset in FIXED_SIZES else " or raise data.image_size")
             )
+    training = config.training
+    if training.deterministic and training.threads not in (None, 1):
+        raise ConfigError(
+            f"training.deterministic=true pins one torch thread (other counts sum in other orders), but "
+            f"training.threads={training.threads}; remove training.threads or set it to 1"
+        )
     if len(data.class_fractions) != 3 or not math.isclose(sum(data.class_fractions), 1.0, abs_tol=1e-6):
         raise ConfigError(
             f"data.class_fractions={list(data.class_fractions)} must be three shares (train, val, test) summing to 1"
