@@ -136,3 +136,26 @@ def test_other_ways_are_refused_where_the_head_is_sized_by_them(tmp_path: Path) 
     code, _, err = run("eval", str(run_dir), "--ways", "2")
     assert code == 2
     assert "--ways 2: this maml run was trained with task.ways=3 and its output layer has 3 units" in err
+
+
+def test_eval_of_several_training_seeds_reports_both_intervals(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        code, _, err = run(
+            "train", "digits_protonet", "training.iterations=3", "training.val_every=0", f"training.seed={seed}",
+            "--run-dir", str(tmp_path / f"s{seed}"), "--no-progress",
+        )  # fmt: skip
+        assert code == 0, err
+    code, out, err = run("eval", str(tmp_path / "s0"), str(tmp_path / "s1"), "--episodes", "30", "--json")
+    assert code == 0, err
+    combined = json.loads(out)
+    assert combined["runs"] == 2 and combined["training_seeds"] == [0, 1]
+    means = [r["mean"] for r in combined["per_run"]]
+    assert combined["mean"] == pytest.approx(sum(means) / 2)
+    assert combined["ci95_over_runs"] == pytest.approx(12.706 * abs(means[0] - means[1]) / 2, rel=1e-3)  # t(0.975, 1)
+    assert combined["ci95_over_episodes"] > 0
+    code, _, err = run(
+        "train", "digits_maml", "training.iterations=1", "training.val_every=0", "--run-dir", str(tmp_path / "m"),
+        "--no-progress",
+    )  # fmt: skip
+    code, _, err = run("eval", str(tmp_path / "s0"), str(tmp_path / "m"), "--episodes", "5")
+    assert code == 2 and "the runs differ in algorithm, dataset, ways, shots or metric" in err

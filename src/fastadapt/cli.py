@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 import torch
 
 from ._extras import MissingExtraError
 from .algorithms import REGISTRY
 from .data_cli import data as data_group
+from .evaluation import EvalResult, mean_ci95_t
 from .recsys import OnlineUser, RecsysData, read_ratings, user_categories
 from .recsys import recommend as recommend_items
 from .text_cli import text as text_group
@@ -24,6 +26,7 @@ from .training import (
     TrainingError,
     build_experiment,
     evaluate_run,
+    load_config,
     load_errors,
     load_run,
     resolve_config,
@@ -242,7 +245,7 @@ def stream(config: str, overrides: tuple[str, ...], run_dir: Path | None, no_pro
 
 
 @main.command("eval")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--episodes", type=int, help="Test episodes (default: the config's, 600).")
 @click.option("--steps", type=int, help="Inner steps at test time (default: the config's test_steps).")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
@@ -251,7 +254,7 @@ def stream(config: str, overrides: tuple[str, ...], run_dir: Path | None, no_pro
 @click.option("--support-cap", type=click.IntRange(min=1), help="movielens runs: adapt on at most N ratings per user.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_(
-    run_dir: Path,
+    run_dirs: tuple[Path, ...],
     episodes: int | None,
     steps: int | None,
     checkpoint: str,
@@ -260,19 +263,70 @@ def eval_(
     support_cap: int | None,
     as_json: bool,
 ) -> None:
-    """Evaluate a trained run on fixed-seed episodes of its held-out split (a movielens run: every
-    cold-start state, metric and baseline)."""
+    """Evaluate trained runs on fixed-seed episodes of their held-out split (a movielens run: every cold-start
+    state, metric and baseline). Several RUN_DIRS (the same config trained with other seeds) add the mean and
+    Student-t 95% interval over the runs beside each run's interval over its episodes."""
+    results = []
     try:
-        result = evaluate_run(
-            run_dir, episodes, steps, checkpoint, progress=not as_json, ways=ways, shots=shots, support_cap=support_cap
-        )
+        for run_dir in run_dirs:
+            result = evaluate_run(
+                run_dir, episodes, steps, checkpoint, progress=not as_json, ways=ways, shots=shots,
+                support_cap=support_cap,
+            )  # fmt: skip
+            if len(run_dirs) > 1 and not isinstance(result, EvalResult):
+                raise ConfigError(f"{run_dir}: several run directories are summarised for episode runs only")
+            results.append(result)
     except (ConfigError, CheckpointError, ValueError) as error:
         _fail(error)
-    summary = result.summary()
+    if len(results) == 1:
+        summary = results[0].summary()
+        click.echo(json.dumps(summary) if as_json else (
+            results[0].describe() if hasattr(results[0], "describe") else _describe(summary)
+        ))  # fmt: skip
+        return
+    summaries = [
+        r.summary() | {"run_dir": str(d), "training_seed": load_config(d / "config.yaml").training.seed}
+        for r, d in zip(results, run_dirs, strict=True)
+    ]
+    try:
+        combined = over_seeds(summaries)
+    except ConfigError as error:
+        _fail(error)
     if as_json:
-        click.echo(json.dumps(summary))
-    else:
-        click.echo(result.describe() if hasattr(result, "describe") else _describe(summary))
+        click.echo(json.dumps(combined))
+        return
+    for one in summaries:
+        click.echo(_describe(one))
+    click.echo(_describe_seeds(combined))
+
+
+def over_seeds(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of one config with other training seeds: the mean of their means with its Student-t 95% interval
+    over the runs (the spread over training), beside the mean of their per-episode intervals."""
+    kinds = {(s["algorithm"], s["dataset"], s["ways"], s["shots"], s["metric"]) for s in summaries}
+    if len(kinds) != 1:
+        raise ConfigError(f"the runs differ in algorithm, dataset, ways, shots or metric: {sorted(kinds)}")
+    means = [s["mean"] for s in summaries]
+    mean, seed_ci = mean_ci95_t(means)
+    first = summaries[0]
+    return {
+        **{k: first[k] for k in ("algorithm", "dataset", "ways", "shots", "metric", "episodes", "split")},
+        "runs": len(summaries),
+        "training_seeds": [s.get("training_seed") for s in summaries],
+        "mean": mean,
+        "ci95_over_runs": seed_ci,
+        "ci95_over_episodes": float(np.mean([s["ci95"] for s in summaries])),
+        "per_run": summaries,
+    }
+
+
+def _describe_seeds(c: dict[str, Any]) -> str:
+    scale, unit = (100.0, " %") if c["metric"] == "accuracy" else (1.0, "")
+    return (
+        f"over {c['runs']} training runs: {c['metric']} {c['mean'] * scale:.2f} ± {c['ci95_over_runs'] * scale:.2f}"
+        f"{unit} (Student-t over the runs; each run's ± over its {c['episodes']} episodes averages "
+        f"{c['ci95_over_episodes'] * scale:.2f})"
+    )
 
 
 def _describe(s: dict[str, Any]) -> str:
@@ -293,24 +347,33 @@ def _describe(s: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
 @click.option("--episodes", type=int, default=600, show_default=True, help="Test episodes per result.")
-def demo(as_json: bool, run_dir: Path, episodes: int) -> None:
-    """Meta-train and evaluate MAML on sinusoids and ProtoNet and MAML on digits (embedded data, a few minutes)."""
+@click.option(
+    "--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Training seeds per row (0..N-1)."
+)
+def demo(as_json: bool, run_dir: Path, episodes: int, seeds: int) -> None:
+    """Meta-train and evaluate MAML on sinusoids and ProtoNet and MAML on digits (embedded data, a few minutes per
+    seed); with --seeds N each row also gets the mean and t interval over N training runs."""
     results = []
     start = time.perf_counter()
     for name, overrides in DEMO:
-        out = run_dir / name
-        if (out / "checkpoints").exists():
-            import shutil
+        rows = []
+        for seed in range(seeds):
+            out = run_dir / name if seeds == 1 else run_dir / name / f"seed-{seed}"
+            if (out / "checkpoints").exists():
+                import shutil
 
-            shutil.rmtree(out)
-        try:
-            _train(name, overrides, out, resume=False, progress=not as_json)
-            result = evaluate_run(out, episodes)
-        except (ConfigError, CheckpointError, TrainingError) as error:
-            _fail(error)
-        results.append(result.summary() | {"run_dir": str(out)})
-        if not as_json:
-            click.echo(_describe(results[-1]))
+                shutil.rmtree(out)
+            try:
+                _train(name, [*overrides, f"training.seed={seed}"], out, resume=False, progress=not as_json)
+                result = evaluate_run(out, episodes)
+            except (ConfigError, CheckpointError, TrainingError) as error:
+                _fail(error)
+            rows.append(result.summary() | {"run_dir": str(out), "training_seed": seed})
+            if not as_json:
+                click.echo(_describe(rows[-1]))
+        results.append(rows[0] if seeds == 1 else over_seeds(rows))
+        if seeds > 1 and not as_json:
+            click.echo(_describe_seeds(results[-1]))
     elapsed = time.perf_counter() - start
     if as_json:
         click.echo(json.dumps(results, indent=2))
