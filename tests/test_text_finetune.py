@@ -35,6 +35,16 @@ def corpus() -> tuple[list[str], np.ndarray]:
     return texts, np.repeat(np.arange(len(TOPICS)), 4)
 
 
+def split_csv(tmp_path: Path) -> Path:
+    """The topics as one CSV: 3 training and 1 test utterance each."""
+    with (tmp_path / "data.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "split"])
+        for topic, examples in TOPICS.items():
+            writer.writerows([e, topic, "train" if i < 3 else "test"] for i, e in enumerate(examples))
+    return tmp_path / "data.csv"
+
+
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -108,12 +118,7 @@ def test_fit_with_init_adds_rows_on_the_meta_trained_encoder(tmp_path: Path, sin
 
 def test_fit_with_setfit_adds_rows_on_each_draws_fine_tuned_encoder(tmp_path: Path, single_thread: None) -> None:
     pytest.importorskip("setfit", reason="the [setfit] extra is not installed")
-    with (tmp_path / "data.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label", "split"])
-        for topic, examples in TOPICS.items():
-            writer.writerows([e, topic, "train" if i < 3 else "test"] for i, e in enumerate(examples))
-    args = ["text", "fit", "--train", str(tmp_path / "data.csv"), "--shots", "3", "--seeds", "1", "--methods"]
+    args = ["text", "fit", "--train", str(split_csv(tmp_path)), "--shots", "3", "--seeds", "1", "--methods"]
     args += ["logistic", "--finetune", "setfit", "--max-pairs", "36", "--json", "--save", str(tmp_path / "run")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -132,12 +137,7 @@ def test_fit_with_setfit_adds_rows_on_each_draws_fine_tuned_encoder(tmp_path: Pa
 
 
 def test_fit_with_protonet_fine_tuning_on_each_draw(tmp_path: Path, single_thread: None) -> None:
-    with (tmp_path / "data.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label", "split"])
-        for topic, examples in TOPICS.items():
-            writer.writerows([e, topic, "train" if i < 3 else "test"] for i, e in enumerate(examples))
-    args = ["text", "fit", "--train", str(tmp_path / "data.csv"), "--shots", "3", "--seeds", "1", "--methods"]
+    args = ["text", "fit", "--train", str(split_csv(tmp_path)), "--shots", "3", "--seeds", "1", "--methods"]
     args += ["nearest-mean", "--finetune", "protonet", "--finetune-steps", "2", "--json"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
