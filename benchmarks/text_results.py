@@ -61,8 +61,8 @@ def jobs(data: Path, runs: Path) -> dict[str, Callable[[], dict[str, Any]]]:
         options = {**common, "oos_label": None, **extra}
         return lambda: run_fit(train, test, shots_list=[shots], methods=methods, **options)
 
-    def clinc150(shots: int, methods: list[str], oos: bool = True, **extra: Any) -> Callable[[], dict[str, Any]]:
-        options = {**common, "oos_label": "oos" if oos else None, **extra}
+    def clinc150(shots: int, methods: list[str], **extra: Any) -> Callable[[], dict[str, Any]]:
+        options = {**common, "oos_label": "oos", **extra}  # the out-of-scope rows are never a class
         return lambda: run_fit(clinc, None, shots_list=[shots], methods=methods, **options)
 
     def meta(source: str) -> Callable[[], dict[str, Any]]:
@@ -92,8 +92,8 @@ def jobs(data: Path, runs: Path) -> dict[str, Callable[[], dict[str, Any]]]:
         "clinc150-5": clinc150(5, list(METHODS)),
         "clinc150-10": clinc150(10, list(METHODS)),
         "meta-hwu64": meta("hwu64"),
-        "hwu64-to-clinc150-5": clinc150(5, BASELINES, oos=False, init=runs / "meta-hwu64"),
-        "hwu64-to-clinc150-10": clinc150(10, BASELINES, oos=False, init=runs / "meta-hwu64"),
+        "hwu64-to-clinc150-5": clinc150(5, BASELINES, init=runs / "meta-hwu64"),
+        "hwu64-to-clinc150-10": clinc150(10, BASELINES, init=runs / "meta-hwu64"),
         "hwu64-10-setfit": hwu64(10, BASELINES, finetune="setfit"),
         "hwu64-5-protonet": hwu64(5, BASELINES, finetune="protonet"),
         "clinc150-5-setfit": clinc150(5, BASELINES, finetune="setfit"),
