@@ -562,3 +562,17 @@ def test_one_standard_error_rule_keeps_the_simpler_method_unless_the_win_is_clea
     assert one_se_choice(scores, 10_000) == "maml"  # SE 0.0038: a clear win
     with pytest.raises(ValueError, match="no validated method"):
         one_se_choice({}, 10)
+
+
+def test_a_validation_split_search_hands_over_the_head_a_final_fit_would_train(single_thread: None) -> None:
+    from fastadapt.text import select_head
+
+    x, y = clusters(classes=4)
+    config = HeadConfig("maml", hidden=(), shots=3, queries=2, iterations=4)
+    val_x, val_y = clusters(classes=4, noise_seed=3)
+    selection = select_head(config, x, y, validation=(val_x, val_y), grid={"inner_lr": [0.5, 1.0]})
+    assert selection.head is not None and selection.head.config == selection.config
+    again = meta_train_head(selection.config, x, y)
+    for key, value in again.params.items():
+        torch.testing.assert_close(selection.head.params[key], value, rtol=0, atol=0)
+    assert select_head(config, x, y, grid={"inner_lr": [1.0]}).head is None  # k-fold heads saw part of the data

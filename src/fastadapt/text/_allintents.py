@@ -173,7 +173,8 @@ def all_intents(
             config = selection.config
             validated[name] = selection.scores[selection.best]  # with validation rows: scored again in record()
             say(f"{shots}-shot seed {seed} {name}: chose {selection.best} ({selection.validation})")
-        head = meta_train_head(config, sx, sy, classes=dataset.num_classes, progress=progress)
+        fitted = selection.head if selection is not None else None  # a validation split's search trained it
+        head = fitted or meta_train_head(config, sx, sy, classes=dataset.num_classes, progress=progress)
         state = head.adapt(support_x, support_y)
         if keep is not None:
             keep[name] = Predictor.head(head, state, name)

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ._fewshot import Array, HeadConfig, Labels, meta_train_head
+from ._fewshot import Array, FittedHead, HeadConfig, Labels, meta_train_head
 
 Indices = npt.NDArray[np.int64]
 
@@ -76,12 +76,15 @@ class Selection:
         scores: candidate label (``"inner_lr=2 test_steps=10"``) -> mean validation accuracy, in search order.
         best: the chosen candidate's label.
         validation: how it was scored (``"3-fold over the K-shot set"`` or ``"validation split"``).
+        head: with a validation split, the chosen candidate meta-trained on the whole set with ``config``
+            (what a final fit would train again); ``None`` after k-fold.
     """
 
     config: HeadConfig
     scores: dict[str, float]
     best: str
     validation: str
+    head: FittedHead | None = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready record: the chosen values, the validation accuracy and every candidate's."""
@@ -148,36 +151,38 @@ def select_head(
     scales = (1,) if config.algorithm == "protonet" else tuple(step_scales)
     totals: dict[str, list[float]] = {}
     settings: dict[str, HeadConfig] = {}
+    trained: dict[str, FittedHead] = {}  # validation split only: the heads, for the final fit to reuse
     for train_x, train_y, val_x, val_y in pairs:
         per_class = int(np.bincount(train_y, minlength=classes).min())
+        sx, sy, vx = torch.from_numpy(train_x), torch.from_numpy(train_y), torch.from_numpy(val_x)
         for point in _grid(grid):
             candidate = dataclasses.replace(config, **point)
             steps = candidate.test_steps or candidate.inner_steps
             try:
                 head = meta_train_head(fold_config(candidate, per_class), train_x, train_y, classes, progress=progress)
             except FloatingPointError:  # this candidate diverged: it scores 0 and the search goes on
-                for scale in scales:
-                    values = {**point, "test_steps": steps * scale} if config.algorithm != "protonet" else dict(point)
-                    totals.setdefault(_label(values) or "default", []).append(0.0)
-                    settings.setdefault(_label(values) or "default", candidate)
-                continue
-            sx, sy = torch.from_numpy(train_x), torch.from_numpy(train_y)
+                head = None
             for scale in scales:
-                values = {**point, "test_steps": steps * scale} if config.algorithm != "protonet" else dict(point)
-                label = _label(values) or "default"
-                predicted = head.probabilities(head.adapt(sx, sy, steps=steps * scale), torch.from_numpy(val_x))
-                accuracy = float((predicted.argmax(1).numpy() == val_y).mean())
+                if config.algorithm == "protonet":
+                    label, setting = _label(point) or "default", candidate
+                else:
+                    label = _label({**point, "test_steps": steps * scale})
+                    setting = dataclasses.replace(candidate, test_steps=steps * scale)
+                accuracy = 0.0
+                if head is not None:
+                    predicted = head.probabilities(head.adapt(sx, sy, steps=steps * scale), vx)
+                    accuracy = float((predicted.argmax(1).numpy() == val_y).mean())
                 totals.setdefault(label, []).append(accuracy)
-                settings[label] = (
-                    candidate if scales == (1,) else dataclasses.replace(candidate, test_steps=steps * scale)
-                )
+                settings[label] = setting
+                if validation is not None and head is not None and fold_config(candidate, per_class) == candidate:
+                    trained[label] = FittedHead(head.algorithm, head.params, setting)
     scores = {label: float(np.mean(values)) for label, values in totals.items()}
     best = max(scores, key=lambda label: scores[label])  # the first of equal scores
-    if scores[best] == 0.0 and all(v == 0.0 for v in totals[best]):
+    if scores[best] == 0.0:  # accuracies are >= 0: every fold of every candidate scored 0
         raise FloatingPointError(
             f"{config.algorithm}: every candidate of the search diverged or scored 0; give lower inner_lr values"
         )
-    return Selection(settings[best], scores, best, how)
+    return Selection(settings[best], scores, best, how, trained.get(best))
 
 
 def one_se_choice(scores: Mapping[str, float], examples: int) -> str:
