@@ -33,7 +33,8 @@ from typing import Any
 
 from fastadapt.text import load_clinc150
 from fastadapt.text._finetune import protonet_encoder
-from fastadapt.text_cli import METHODS, _markdown, read_examples, run_fit
+from fastadapt.text._report import markdown
+from fastadapt.text_cli import METHODS, read_examples, run_fit
 
 BASELINES = ["logistic", "nearest-mean"]
 
@@ -113,7 +114,7 @@ def main() -> None:
             result = json.loads(path.read_text())
             if "results" in result:
                 print(f"### {path.stem} ({result['labels']} labels, {result['validation']}, {result['seeds']} seeds)\n")
-                print(_markdown(result["results"]))
+                print(markdown(result["results"]))
             else:
                 print(
                     f"### {path.stem}: best step {result['best_step']}, held-out source intents "
