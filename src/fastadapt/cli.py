@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,10 +23,12 @@ from .text_cli import text as text_group
 from .training import (
     CheckpointError,
     ConfigError,
+    DistributedError,
     Trainer,
     TrainingError,
     build_experiment,
     evaluate_run,
+    kept_checkpoints,
     load_config,
     load_errors,
     load_run,
@@ -34,6 +37,7 @@ from .training import (
     shipped_configs,
 )
 from .training import suites as all_suites
+from .training._distributed import is_main_process, restarts, world_size_from_environment
 from .tuning import PRUNERS, SAMPLERS, TuneJob, TuneResult
 from .tuning import tune as run_tune
 
@@ -101,8 +105,18 @@ def _train(
     config_name: str, overrides: list[str], run_dir: Path | None, resume: bool, progress: bool, checkpoint: str = "last"
 ) -> Path:
     config = resolve_config(config_name, overrides)
+    world_size = world_size_from_environment()
     if run_dir is None:
+        if world_size > 1:
+            raise ConfigError(
+                f"--run-dir is required with {world_size} processes: every rank must use the same run directory "
+                "(`fastadapt train --nproc N` chooses one for you)"
+            )
         run_dir = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if restarts() and kept_checkpoints(run_dir).get("last") is not None:  # torchrun --max-restarts: from the last
+        if is_main_process():
+            click.echo(f"restart {restarts()}: resuming {run_dir} from its last checkpoint", err=True)
+        resume, checkpoint = True, "last"
     if resume:
         if not (run_dir / "checkpoints").is_dir():
             raise CheckpointError(f"--resume: {run_dir} has no checkpoints/ to resume from")
@@ -111,8 +125,38 @@ def _train(
         raise ConfigError("--checkpoint chooses where --resume continues from; pass --resume too")
     if not resume and (run_dir / "checkpoints").exists():
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
-    Trainer(build_experiment(config), run_dir, progress=progress).run(resume=resume, checkpoint=checkpoint)
+    trainer = Trainer(build_experiment(config), run_dir, progress=progress)
+    trainer.run(resume=resume, checkpoint=checkpoint)
+    if trainer.group is not None:
+        trainer.group.barrier("the last barrier")  # rank 0's last checkpoint is written before anyone leaves
+        trainer.group.close()
     return run_dir
+
+
+def _launch(
+    nproc: int, max_restarts: int, config: str, overrides: tuple[str, ...], run_dir: Path | None, flags: list[str]
+) -> int:
+    """Runs ``fastadapt train`` in ``nproc`` processes on this machine through torchrun; returns its exit code."""
+    resolved = resolve_config(config, list(overrides))  # a bad config fails here, once, not in every rank
+    if run_dir is None:
+        run_dir = Path("runs") / f"{resolved.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        f"--max-restarts={max_restarts}",
+        "-m",
+        "fastadapt",
+        "train",
+        config,
+        *overrides,
+        "--run-dir",
+        str(run_dir),
+        *flags,
+    ]
+    return subprocess.call(command)
 
 
 @main.command()
@@ -127,15 +171,48 @@ def _train(
     help="With --resume: last, best, a kept step-N (training.keep), or a checkpoint file.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes on this machine (torchrun --standalone): each computes its share of every meta-batch.",
+)
+@click.option(
+    "--max-restarts",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="With --nproc: restart all processes this many times after a failure, from the last checkpoint.",
+)
 def train(
-    config: str, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, checkpoint: str, no_progress: bool
+    config: str,
+    overrides: tuple[str, ...],
+    run_dir: Path | None,
+    resume: bool,
+    checkpoint: str,
+    no_progress: bool,
+    nproc: int,
+    max_restarts: int,
 ) -> None:
-    """Meta-train from CONFIG (a YAML file or a shipped config name) with section.key=value OVERRIDES."""
+    """Meta-train from CONFIG (a YAML file or a shipped config name) with section.key=value OVERRIDES.
+
+    Several processes: `--nproc N` on one machine, or `torchrun ... -m fastadapt train CONFIG --run-dir RUN`."""
+    if nproc > 1 and world_size_from_environment() <= 1:
+        flags = ["--resume"] * resume + ["--checkpoint", checkpoint] * (checkpoint != "last")
+        try:
+            code = _launch(nproc, max_restarts, config, overrides, run_dir, flags + ["--no-progress"] * no_progress)
+        except ConfigError as error:
+            _fail(error)
+        sys.exit(code)
+    if max_restarts:
+        _fail(ConfigError("--max-restarts applies to --nproc N > 1 (or torchrun's own --max-restarts)"))
     try:
         out = _train(config, list(overrides), run_dir, resume, not no_progress, checkpoint)
-    except (ConfigError, CheckpointError, TrainingError) as error:
+    except (ConfigError, CheckpointError, TrainingError, DistributedError) as error:
         _fail(error)
-    click.echo(f"run written to {out}")
+    if is_main_process():
+        click.echo(f"run written to {out}")
 
 
 @main.command()

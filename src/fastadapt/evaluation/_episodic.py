@@ -4,9 +4,9 @@ before and after adaptation."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +93,38 @@ def score_task(algorithm: Algorithm, params: Params, task: Task, steps: int | No
     return float(algorithm.metric(outputs, task.query_y))
 
 
+class Shard(Protocol):
+    """This process's part of an evaluation spread over processes (a distributed run's ``Group``)."""
+
+    def share(self, size: int) -> range:
+        """The episode indices this process scores."""
+        ...
+
+    def all_sum(self, tensors: Sequence[Tensor], what: str = ...) -> None:
+        """Sums each tensor over the processes, in place."""
+        ...
+
+
+def _tasks(source: TaskSource, episodes: int, seed: int, exhaustive: bool, mine: range) -> Iterator[tuple[int, Task]]:
+    """The episodes ``mine`` of the ``episodes`` that ``source`` gives for ``seed``: every plan is drawn, only
+    those of ``mine`` are loaded when the source draws plans apart from loading them (an ``EpisodeSampler``)."""
+    if exhaustive:
+        for i in mine:
+            yield i, source.task(i)  # type: ignore[attr-defined]
+        return
+    generator = torch.Generator().manual_seed(seed)
+    draw, episode = getattr(source, "draw", None), getattr(source, "episode", None)
+    for i in range(min(episodes, mine.stop)):
+        if draw is not None and episode is not None:
+            plan = draw(generator)
+            if i in mine:
+                yield i, episode(*plan)
+        else:
+            task = source.sample(generator)
+            if i in mine:
+                yield i, task
+
+
 def evaluate(
     algorithm: Algorithm,
     params: Params,
@@ -103,6 +135,7 @@ def evaluate(
     steps: int | None = None,
     labels: dict[str, Any] | None = None,
     progress: bool = False,
+    shard: Shard | None = None,
 ) -> EvalResult:
     """Scores ``algorithm`` on ``episodes`` tasks drawn from ``source`` with a fixed seed.
 
@@ -110,26 +143,32 @@ def evaluate(
         params: meta-parameters (not modified; no gradient is kept).
         steps: inner steps at test time (default: the algorithm's training steps).
         labels: descriptive fields for the result: dataset, split, ways, shots, queries.
+        shard: spreads the episodes over the processes of a distributed run: each scores its share and the
+            scores are summed into every process's result, which equals the one-process result.
 
     A source whose ``exhaustive`` attribute is true holds a fixed set of tasks (``__len__``, ``task(i)``), e.g.
     the recommender's validation users: each is scored once, in order, whatever ``episodes`` says.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    generator = torch.Generator().manual_seed(seed)
     params = {k: v.detach() for k, v in params.items()}
     exhaustive = bool(getattr(source, "exhaustive", False))  # a fixed set of tasks, each scored once
     if exhaustive:
         episodes = len(source)  # type: ignore[arg-type]
     has_inner_loop = getattr(algorithm, "inner_steps", None) is not None
-    rows: list[dict[str, float]] = []
+    mine = shard.share(episodes) if shard is not None else range(episodes)
+    scores = torch.zeros(episodes, 2, dtype=torch.float64)  # after, before
     with evaluating(algorithm):
-        for i in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
-            task = source.task(i) if exhaustive else source.sample(generator)  # type: ignore[attr-defined]
-            row = {"episode": float(i), "after": score_task(algorithm, params, task, steps)}
+        tasks = _tasks(source, episodes, seed, exhaustive, mine)
+        for i, task in tqdm(tasks, total=len(mine), desc="eval", disable=not progress, leave=False):
+            scores[i, 0] = score_task(algorithm, params, task, steps)
             if has_inner_loop:
-                row["before"] = score_task(algorithm, params, task, 0)
-            rows.append(row)
+                scores[i, 1] = score_task(algorithm, params, task, 0)
+    if shard is not None:
+        shard.all_sum([scores], "all_reduce of the evaluation scores")
+    rows: list[dict[str, float]] = []
+    for i, (after, before) in enumerate(scores.tolist()):
+        rows.append({"episode": float(i), "after": after} | ({"before": before} if has_inner_loop else {}))
     mean, ci = mean_ci95([r["after"] for r in rows])
     before = mean_ci95([r["before"] for r in rows]) if has_inner_loop else (None, None)
     info = {"dataset": "", "split": "test", "ways": None, "shots": 0, "queries": 0} | (labels or {})

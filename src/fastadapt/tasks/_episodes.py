@@ -16,8 +16,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ._source import TaskSource
-from ._task import Task
+from ._source import TaskSource, check_share
+from ._task import Task, TaskBatch
 
 #: A class augmentation: maps a batch of examples ``(n, *x_shape)`` to a new class's examples.
 ClassTransform = Callable[[Tensor], Tensor]
@@ -210,6 +210,12 @@ class EpisodeSampler(TaskSource):
 
     def sample(self, generator: torch.Generator) -> Task:
         return self.episode(*self.draw(generator))
+
+    def sample_shard(self, size: int, generator: torch.Generator, share: range) -> TaskBatch:
+        """Draws the plans of all ``size`` tasks and loads only those of ``share``."""
+        check_share(size, share)
+        plans = [self.draw(generator) for _ in range(size)]
+        return TaskBatch.stack([self.episode(*plans[i]) for i in share])
 
     def draw(self, generator: torch.Generator) -> Plan:
         """Which classes and examples the next episode holds (labels only: nothing is loaded)."""

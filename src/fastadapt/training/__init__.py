@@ -19,6 +19,9 @@ from ._config import save_config as save_config
 from ._device import THREADS_ENV as THREADS_ENV
 from ._device import apply_threads as apply_threads
 from ._device import resolve_device as resolve_device
+from ._distributed import DistributedError as DistributedError
+from ._distributed import Group as Group
+from ._distributed import join_process_group as join_process_group
 from ._logging import RunLogger as RunLogger
 from ._logging import read_metrics as read_metrics
 from ._run import evaluate_run as evaluate_run

@@ -112,6 +112,10 @@ class TrainingConfig:
     threads: int | None = None  # torch intra-op threads (default: $FASTADAPT_THREADS, else 1: README, threads)
     # One thread and torch's deterministic algorithms: bit-identical weights for a seed on any thread setting
     deterministic: bool = False
+    # Distributed runs (torchrun): seconds a collective waits for the other ranks before the run stops with a
+    # message, and how often (steps) the ranks check that they hold identical parameters (0: never)
+    dist_timeout: float = 300.0
+    sync_check_every: int = 100
 
 
 @dataclass(frozen=True)

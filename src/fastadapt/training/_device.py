@@ -21,8 +21,10 @@ def resolve_device(name: str) -> torch.device:
     if not _DEVICE.fullmatch(name):
         raise ConfigError(f"training.device must be auto, cpu, cuda, cuda:N or mps; got {name!r}")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # torchrun: one GPU per local rank
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
@@ -45,12 +47,22 @@ def resolve_device(name: str) -> torch.device:
 DEFAULT_THREADS = 1
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def resolve_threads(threads: int | None) -> int:
-    """The intra-op thread count: ``threads``, else ``$FASTADAPT_THREADS``, else :data:`DEFAULT_THREADS`."""
+    """The intra-op thread count: ``threads``, else ``$FASTADAPT_THREADS``, else :data:`DEFAULT_THREADS`; in a
+    distributed run (``$LOCAL_WORLD_SIZE`` > 1) the default is this rank's share of the machine's cores instead."""
     if threads is None:
         raw = os.environ.get(THREADS_ENV)
         if raw is None or not raw.strip():
-            return DEFAULT_THREADS
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+            return max(1, cores() // local) if local > 1 else DEFAULT_THREADS
         try:
             threads = int(raw)
         except ValueError:

@@ -2,8 +2,8 @@
 
 Nothing here is global: a run is (experiment, parameters, optimiser state, task-sampling generator,
 step), all saved in each checkpoint, so ``resume`` continues bit-identically. The meta-batch gradient
-is one function call (``meta_gradient``), so a distributed mode can shard the meta-batch and
-all-reduce the gradients without touching the rest.
+is one function call (``meta_gradient``): under torchrun every rank computes its share of the meta-batch
+and the shares are all-reduced (``_distributed``), and rank 0 alone writes logs, plots and checkpoints.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ..typing import Params
 from ._build import Experiment
 from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ._config import ConfigError, config_from_dict, save_config
+from ._distributed import Group, join_process_group
 from ._logging import RunLogger, plot_curves_if_installed
 from ._pretrain import pretrain
 from ._suites import check_saved_config
@@ -64,15 +65,41 @@ def _changed_keys(saved: dict[str, Any], current: dict[str, Any], defining: tupl
     return [k for k in keys if k.startswith(defining) and k not in _HOW_FAST and a.get(k) != b.get(k)]
 
 
-class Trainer:
-    """Meta-trains ``experiment.algorithm`` and writes everything to ``run_dir``."""
+class _Silent:
+    """The logger of ranks other than 0: rank 0 writes the run's rows."""
 
-    def __init__(self, experiment: Experiment, run_dir: str | Path, progress: bool = True) -> None:
-        self.exp, self.run_dir, self.progress = experiment, Path(run_dir), progress
+    def log(self, split: str, step: int, **values: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Trainer:
+    """Meta-trains ``experiment.algorithm`` and writes everything to ``run_dir``.
+
+    Under torchrun (``$WORLD_SIZE`` > 1) it joins the process group (``group``, else from the environment): every
+    rank trains the same parameters on its share of each meta-batch, and rank 0 writes the run directory."""
+
+    def __init__(
+        self, experiment: Experiment, run_dir: str | Path, progress: bool = True, group: Group | None = None
+    ) -> None:
+        self.exp, self.run_dir = experiment, Path(run_dir)
         cfg = experiment.config.training
+        self.group = group if group is not None else join_process_group(experiment.device, cfg.dist_timeout)
+        self.progress = progress and (self.group is None or self.group.is_main)
+        if self.group is not None and cfg.meta_batch_size < self.group.world_size:
+            raise ConfigError(
+                f"training.meta_batch_size={cfg.meta_batch_size} is smaller than the {self.group.world_size} "
+                "processes: each needs at least one task; raise it or launch fewer processes"
+            )
         self.params: Params = {
             k: v.to(experiment.device).requires_grad_() for k, v in experiment.algorithm.init_params().items()
         }
+        if self.group is not None:
+            self.group.broadcast(self.params.values())  # one model, whatever each rank's initialisation did
+            if not self.group.is_main:  # a user model's dropout draws its own masks on each rank
+                torch.manual_seed(cfg.seed + 7919 * self.group.rank)
         groups = optimizer_groups(self.params, cfg.outer_lr, cfg.rates_lr)  # training.rates_lr: Meta-SGD's rates
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(groups, lr=cfg.outer_lr)
@@ -126,8 +153,13 @@ class Trainer:
                     tensors[f"optim/{index}/{key}"] = value
                 else:
                     scalars.setdefault(str(index), {})[key] = value
-        tensors["rng/tasks"] = self.generator.get_state()
+        tensors["rng/tasks"] = self.generator.get_state()  # the same on every rank
         tensors["rng/torch"] = torch.get_rng_state()  # a user model's dropout draws from the global generator
+        if self.group is not None:  # every rank's, so that a resumed run draws what an uninterrupted one would
+            for rank, rng in enumerate(self.group.gather_bytes(tensors["rng/torch"])):
+                tensors[f"rng/torch/rank-{rank}"] = rng
+            if not self.group.is_main:
+                return self.checkpoint_dir / name
         state = {
             "step": self.step,
             "best": self.best,
@@ -136,6 +168,7 @@ class Trainer:
             "param_groups": optim["param_groups"],
             "optim_scalars": scalars,
             "config": self.exp.config.to_dict(),
+            "world_size": 1 if self.group is None else self.group.world_size,
         }
         path = self.checkpoint_dir / name
         save_checkpoint(path, tensors, state)
@@ -186,8 +219,10 @@ class Trainer:
         for group, base_lr in zip(self.optimizer.param_groups, current, strict=True):
             group["base_lr"] = base_lr  # learning rates come from the config, which may change on resume
         self.generator.set_state(tensors["rng/tasks"])
-        if "rng/torch" in tensors:
-            torch.set_rng_state(tensors["rng/torch"])
+        rank = 0 if self.group is None else self.group.rank
+        own = tensors.get(f"rng/torch/rank-{rank}", tensors.get("rng/torch") if rank == 0 else None)
+        if own is not None:  # a rank the checkpoint's run did not have keeps the draws it seeded
+            torch.set_rng_state(own)
         self.step, self.best = int(state["step"]), state["best"]
         self.best_step, self.stale = state.get("best_step"), int(state.get("stale", 0))
         self.schedule = self._schedule()
@@ -196,10 +231,20 @@ class Trainer:
     def meta_step(self) -> dict[str, float]:
         """Samples a meta-batch, computes the meta-gradient, applies the optimiser."""
         cfg = self.exp.config.training
-        batch = self.exp.sources["train"].sample_batch(cfg.meta_batch_size, self.generator)
+        size, source = cfg.meta_batch_size, self.exp.sources["train"]
+        if self.group is None:
+            batch = source.sample_batch(size, self.generator)
+        else:
+            batch = source.sample_shard(size, self.generator, self.group.share(size))
         batch = batch.to(self.exp.device, self.exp.dtype)
-        grads, stats = meta_gradient(self.exp.train_algorithm, self.params, batch, self.exp.strategy, cfg.chunk_size)
-        loss, metric = (float(v) for v in stats.mean(0))
+        grads, stats = meta_gradient(
+            self.exp.train_algorithm, self.params, batch, self.exp.strategy, cfg.chunk_size, scale=size
+        )
+        sums = stats.sum(0)
+        if self.group is not None:  # the shards' gradients, each divided by the global size, sum to the mean
+            self.group.step = self.step + 1
+            self.group.all_sum([*grads.values(), sums])
+        loss, metric = (float(v) / size for v in sums)
         if not math.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads.values()):
             last = self.checkpoint_dir / LAST
             where = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
@@ -214,6 +259,9 @@ class Trainer:
         if self.schedule is not None:
             self.schedule.step()
         self.step += 1
+        every = cfg.sync_check_every
+        if self.group is not None and every and self.step % every == 0:
+            self.group.check_identical(self.params.values())
         return {"loss": loss, self.exp.metric: metric, "lr": lr}
 
     def validate(self, episodes: int, seed: int, split: str = "val") -> EvalResult:
@@ -226,9 +274,10 @@ class Trainer:
             seed=seed,
             steps=cfg.algorithm.test_steps,
             labels=self.exp.labels(split),
+            shard=self.group,
         )
 
-    def _validate_and_keep(self, logger: RunLogger, seed: int) -> float:
+    def _validate_and_keep(self, logger: RunLogger | _Silent, seed: int) -> float:
         """Validates, logs, and saves the best checkpoint if the score improved; returns the score."""
         cfg = self.exp.config.training
         result = self.validate(cfg.val_episodes, seed)
@@ -265,23 +314,31 @@ class Trainer:
         pruner there); an exception it raises stops training after the checkpoints of that step are written.
         """
         cfg = self.exp.config.training
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        main = self.group is None or self.group.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.restore(resume_path(self.run_dir, checkpoint))
             if self._stop_early():
+                if not main:
+                    return self._summary(stopped=self.step)
                 print(
                     f"{self.run_dir} stopped early at step {self.step} (best step {self.best_step}): nothing to "
                     f"resume; raise training.patience (now {cfg.patience}) to train on",
                     file=sys.stderr,
                 )
                 return self._summary(stopped=self.step)
-        save_config(self.exp.config, self.run_dir / "config.yaml")
-        # a resumed run goes on past an earlier early stop: that stop is no longer where it ended
-        logger = RunLogger(self.run_dir, resume_step=self.step if resume else None, drop=("early_stop",))
+        logger: RunLogger | _Silent = _Silent()
+        if main:
+            save_config(self.exp.config, self.run_dir / "config.yaml")
+            # a resumed run goes on past an earlier early stop: that stop is no longer where it ended
+            logger = RunLogger(self.run_dir, resume_step=self.step if resume else None, drop=("early_stop",))
         val_seed = self.exp.config.evaluation.seed + 1  # validation episodes differ from test episodes
         if not resume and cfg.pretrain_steps:
-            try:
-                pretrain(self.exp, self.params, logger, val_seed, progress=self.progress)
+            try:  # every rank pretrains alike (it is not sharded); rank 0's body is the one kept
+                pretrain(self.exp, self.params, logger, val_seed, progress=self.progress)  # type: ignore[arg-type]
+                if self.group is not None:
+                    self.group.broadcast(self.params.values())
             except BaseException:
                 logger.close()
                 raise
@@ -316,7 +373,8 @@ class Trainer:
             for source in self.exp.sources.values():
                 if isinstance(source, PrefetchedEpisodes):
                     source.close()  # its workers; a later sample starts them again
-        plot_curves_if_installed(self.run_dir, self.exp.metric, self.best_step)
+        if main:
+            plot_curves_if_installed(self.run_dir, self.exp.metric, self.best_step)
         return self._summary(stopped)
 
     def _summary(self, stopped: int | None) -> dict[str, Any]:

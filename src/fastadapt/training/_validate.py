@@ -93,6 +93,8 @@ RULES: dict[str, Rule] = {
     "training.log_every": at_least(1),
     "training.chunk_size": at_least(1),
     "training.threads": at_least(1),
+    "training.dist_timeout": positive,
+    "training.sync_check_every": at_least(0),
     "evaluation.episodes": at_least(1),
     "stream.rounds": at_least(1),
     "stream.replay": at_least(1),
