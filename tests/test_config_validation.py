@@ -171,3 +171,31 @@ def test_deterministic_runs_agree_bit_for_bit_whatever_the_thread_setting(
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0] if k.startswith("params/"))
     code, output = run("digits_protonet", "training.deterministic=true", "training.threads=2")
     assert code == 2 and "training.deterministic=true pins one torch thread" in output
+
+
+def test_the_json_schema_accepts_every_shipped_config_and_refuses_the_bad_overrides(tmp_path: Path) -> None:
+    import json
+
+    import jsonschema
+    import yaml
+
+    from fastadapt.training._config import apply_overrides
+
+    out = tmp_path / "fastadapt.schema.json"
+    result = CliRunner().invoke(main, ["config", "schema", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(out.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.check_schema(schema)
+    for name, path in shipped_configs().items():
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
+        assert not errors, (name, errors)
+    base = yaml.safe_load(DIGITS.read_text())
+    # the range rules (a non-finite number is the loader's to refuse: JSON has none), types, enums, unknown keys
+    ranges = [o for o, m in OVERRIDES if re.search(r"must be (>=|a finite|in)", m) and not re.search("nan|inf", o)]
+    assert len(ranges) >= 12
+    for override in [*ranges, "training.optimizer=rmsprop", "training.iterationz=3", "task.ways=2.5"]:
+        values = apply_overrides(json.loads(json.dumps(base)), [override])
+        assert list(validator.iter_errors(values)), f"the schema accepts {override}"
+    four_widths = apply_overrides(json.loads(json.dumps(base)), ["model.channels=[8, 8, 16, 16]"])
+    assert not list(validator.iter_errors(four_widths))

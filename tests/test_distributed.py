@@ -42,14 +42,14 @@ SINUSOID = [
 ]
 
 GRADIENT_SCRIPT = """
-import json, sys, torch
+import json, sys, time, torch
 from safetensors.torch import save_file
 from fastadapt.algorithms import meta_gradient
 from fastadapt.evaluation import evaluate
-from fastadapt.training import build_experiment, join_process_group, resolve_config
+from fastadapt.training import DistributedError, build_experiment, join_process_group, resolve_config
 
 out, overrides = sys.argv[1], sys.argv[2:]
-group = join_process_group(torch.device("cpu"), 60)
+group = join_process_group(torch.device("cpu"), 8)
 grads_out, rows = {}, {}
 for name in ("digits_maml", "digits_protonet"):
     exp = build_experiment(resolve_config(name, overrides))
@@ -65,7 +65,23 @@ for name in ("digits_maml", "digits_protonet"):
 if group.is_main:
     save_file(grads_out, out + "/grads.safetensors")
     open(out + "/rows.json", "w").write(json.dumps(rows))
-group.close()
+messages = {}
+drift = [p.detach().clone() for p in params.values()]
+drift[0].view(-1)[0] += 1e-12 * group.rank  # a tiny change on rank 1 only
+try:
+    group.check_identical(drift)
+except DistributedError as error:
+    messages["drift"] = str(error)
+start = time.monotonic()
+if group.rank == 1:
+    time.sleep(group.timeout_s + 6)  # a hung rank: rank 0's next collective must give up after the timeout
+try:
+    group.all_sum([torch.zeros(3)])
+except DistributedError as error:
+    messages["hang"] = str(error)
+messages["waited"] = time.monotonic() - start
+if group.is_main:
+    open(out + "/messages.json", "w").write(json.dumps(messages))
 """
 
 TRAIN_SCRIPT = """
@@ -140,6 +156,11 @@ def test_two_processes_give_the_one_process_meta_gradient_and_evaluation(tmp_pat
         assert max(float(g.abs().max()) for g in grads.values()) > 1e-3  # a gradient that could differ
         single = evaluate(exp.algorithm, params, exp.sources["val"], episodes=7, seed=5, steps=2)
         assert rows[name] == single.per_episode
+    messages = json.loads((tmp_path / "messages.json").read_text())
+    assert messages["drift"].startswith("at step 0 the parameters of rank(s) [1] differ from rank 0's")
+    assert messages["hang"].startswith("rank 0 of 2: all_reduce of the meta-gradient at step 0 failed (")
+    assert "another rank died or stopped answering (timeout 8 s, training.dist_timeout)" in messages["hang"]
+    assert 7 < messages["waited"] < 30
 
 
 def test_twenty_iterations_on_two_processes_match_one_process(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from .training import (
     shipped_configs,
 )
 from .training import suites as all_suites
+from .training._schema import config_schema
 from .training._distributed import is_main_process, restarts, world_size_from_environment
 from .tuning import PRUNERS, SAMPLERS, TuneJob, TuneResult
 from .tuning import tune as run_tune
@@ -86,6 +87,24 @@ def configs() -> None:
     """List the shipped configs (usable by name in `fastadapt train`)."""
     for name, path in sorted(shipped_configs().items()):
         click.echo(f"{name:20s} {path}")
+
+
+@main.group()
+def config() -> None:
+    """Config files: their JSON Schema."""
+
+
+@config.command()
+@click.option("--out", type=click.Path(path_type=Path), help="Write it to this file (default: print it).")
+def schema(out: Path | None) -> None:
+    """The JSON Schema of config files, for editors: keys, types, defaults and ranges (cross-field checks are
+    `fastadapt validate`'s). VS Code's YAML extension: `# yaml-language-server: $schema=fastadapt.schema.json`."""
+    text = json.dumps(config_schema(), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text)
+    click.echo(f"schema written to {out}", err=True)
 
 
 @main.command()

@@ -16,6 +16,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _bounds(rule: Any, schema: dict[str, Any]) -> Any:
+    rule.schema = schema  # the rule's JSON Schema keywords (``fastadapt config schema``)
+    return rule
+
+
 def positive(value: Any) -> str | None:
     """A finite number > 0 (rates, strengths)."""
     if not _number(value) or not math.isfinite(value) or value <= 0:
@@ -28,7 +33,7 @@ def at_least(low: int) -> Rule:
         return None if value >= low else f"must be >= {low}"
 
     rule.__doc__ = f"an integer >= {low}"
-    return rule
+    return _bounds(rule, {"minimum": low})  # type: ignore[no-any-return]
 
 
 def fraction(value: Any) -> str | None:
@@ -41,6 +46,11 @@ def open_fraction(value: Any) -> str | None:
     return None if math.isfinite(value) and 0 < value < 1 else "must be in (0, 1)"
 
 
+_bounds(positive, {"exclusiveMinimum": 0})
+_bounds(fraction, {"minimum": 0, "exclusiveMaximum": 1})
+_bounds(open_fraction, {"exclusiveMinimum": 0, "exclusiveMaximum": 1})
+
+
 def each(rule: Rule) -> Rule:
     def check(values: Any) -> str | None:
         for value in values:
@@ -49,7 +59,7 @@ def each(rule: Rule) -> Rule:
                 return f"has {value!r}, which {problem}"
         return None
 
-    return check
+    return _bounds(check, {"items": getattr(rule, "schema", {})})  # type: ignore[no-any-return]
 
 
 #: ``section.key`` -> its rule; ``None`` values of optional keys are not checked (they mean "the default").
@@ -114,7 +124,8 @@ def _channels(value: Any) -> str | None:
     return each(at_least(1))(values)
 
 
-RULES["model.channels"] = _channels
+# minimum applies to a number, items and the counts to a list (one width or four)
+RULES["model.channels"] = _bounds(_channels, {"minimum": 1, "items": {"minimum": 1}, "minItems": 1, "maxItems": 4})
 
 
 #: The shipped image datasets (their Conv4's pooling must fit the image), and those whose size is fixed.
