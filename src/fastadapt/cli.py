@@ -37,8 +37,8 @@ from .training import (
     shipped_configs,
 )
 from .training import suites as all_suites
-from .training._schema import config_schema
 from .training._distributed import is_main_process, restarts, world_size_from_environment
+from .training._schema import config_schema
 from .tuning import PRUNERS, SAMPLERS, TuneJob, TuneResult
 from .tuning import tune as run_tune
 
