@@ -23,7 +23,7 @@ from fastadapt.tuning._study import plot_study
 
 PYPROJECT = Path(__file__).parents[1] / "pyproject.toml"
 CORE = {"torch", "numpy", "scipy", "scikit-learn", "safetensors", "pyyaml", "click", "tqdm"}
-OPTIONAL = ("matplotlib", "tensorboard", "optuna", "PIL")
+OPTIONAL = ("matplotlib", "tensorboard", "optuna", "PIL", "fastapi", "httpx", "uvicorn", "prometheus_client")
 TINY = [
     "training.iterations=4",
     "training.val_every=2",
@@ -71,7 +71,9 @@ def _stream_plot(path: Path) -> Path:
     return plot_stream(StreamResult("mse", [{"round": 1, "online": 0.5}], ("online",)), path, 1)
 
 
-def test_features_asked_for_by_name_raise_with_the_extra(tmp_path: Path, blocked: None) -> None:
+def test_features_asked_for_by_name_raise_with_the_extra(
+    tmp_path: Path, blocked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plots = re.escape("needs matplotlib: pip install 'fastadapt[plots]'")
     with pytest.raises(ImportError, match=plots):
         plot_curves(tmp_path, "mse")
@@ -86,6 +88,13 @@ def test_features_asked_for_by_name_raise_with_the_extra(tmp_path: Path, blocked
     (tmp_path / "images" / "a" / "0.png").write_bytes(b"")
     with pytest.raises(ImportError, match=re.escape("needs Pillow: pip install 'fastadapt[images]'")):
         load_image_folder(tmp_path / "images")
+    monkeypatch.delitem(sys.modules, "fastadapt.serve", raising=False)  # put back after the test
+    with pytest.raises(ImportError, match=re.escape("fastadapt serve needs fastapi: pip install 'fastadapt[serve]'")):
+        import fastadapt.serve  # noqa: F401
+    from fastadapt.client import Client
+
+    with pytest.raises(ImportError, match=re.escape("fastadapt.client needs httpx: pip install 'fastadapt[serve]'")):
+        Client("http://127.0.0.1:1")
 
 
 def test_plots_leave_the_backend_and_style_alone(tmp_path: Path) -> None:
@@ -129,5 +138,5 @@ def test_the_core_dependencies_are_only_what_every_run_needs() -> None:
     assert names == CORE
     assert "torch>=2.2,<3" in project["dependencies"]
     extras = project["optional-dependencies"]
-    assert {"tune", "tb", "plots", "images", "text", "setfit", "all", "dev"} <= set(extras)
-    assert extras["all"] == ["fastadapt[tune,tb,plots,images,text,setfit]"]
+    assert {"tune", "tb", "plots", "images", "text", "setfit", "serve", "all", "dev"} <= set(extras)
+    assert extras["all"] == ["fastadapt[tune,tb,plots,images,text,setfit,serve]"]

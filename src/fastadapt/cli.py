@@ -235,6 +235,61 @@ def train(
 
 
 @main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--name", "names", multiple=True, help="A model's name (once per run, in order; default: its folder).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--api-keys", type=click.Path(path_type=Path), help="File of sha256 hex digests of accepted keys.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without --api-keys.")
+@click.option("--cache-items", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--cache-mb", type=click.FloatRange(min=0, min_open=True), default=256.0, show_default=True)
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
+def serve(
+    run_dirs: tuple[Path, ...],
+    names: tuple[str, ...],
+    host: str,
+    port: int,
+    api_keys: Path | None,
+    insecure: bool,
+    cache_items: int,
+    cache_mb: float,
+    max_concurrency: int,
+    timeout: float,
+    max_body_mb: float,
+) -> None:
+    """Serve trained RUN_DIRS over HTTP: POST /v1/adapt, /v1/predict, /v1/recommend; GET /v1/models, /healthz,
+    /metrics; a playground at / (extra `serve`)."""
+    try:
+        from .serve import Limits, ServedModel, create_app, is_loopback, read_api_keys
+
+        if len(names) > len(run_dirs):
+            raise ConfigError(f"{len(names)} --name for {len(run_dirs)} run directories")
+        keys = read_api_keys(api_keys) if api_keys is not None else None
+        if keys is None and not is_loopback(host) and not insecure:
+            raise ConfigError(
+                f"--host {host} is reachable from other machines and no --api-keys were given: anyone could use "
+                "the service; pass --api-keys FILE, or --insecure if that is what you want"
+            )
+        models = [ServedModel(d, n) for d, n in zip(run_dirs, [*names, *[None] * len(run_dirs)], strict=False)]
+        app = create_app(
+            models,
+            api_key_hashes=keys,
+            limits=Limits(body_bytes=int(max_body_mb * 2**20)),
+            cache_items=cache_items,
+            cache_bytes=int(cache_mb * 2**20),
+            max_concurrency=max_concurrency,
+            timeout_s=timeout,
+        )
+        import uvicorn
+    except (ConfigError, CheckpointError, ValueError, MissingExtraError) as error:
+        _fail(error)
+    click.echo(f"serving {', '.join(m.name for m in models)} on http://{host}:{port}/", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.command()
 @click.argument("config")
 @click.argument("overrides", nargs=-1)
 @click.option("--space", "space", required=True, type=click.Path(path_type=Path), help="Search space YAML.")

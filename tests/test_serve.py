@@ -1,0 +1,250 @@
+"""`fastadapt serve`: every endpoint, the cache, the limits and error codes, auth, the loopback rule, and
+predictions equal to the Python API's for the same support set."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from fastadapt.cli import main
+from fastadapt.client import Client, ServiceError
+from fastadapt.serve import AdaptedCache, Limits, ServedModel, create_app, is_loopback, read_api_keys
+from fastadapt.serve._models import Adapted
+from fastadapt.training import Trainer, build_experiment, load_run, resolve_config
+
+KEY = "correct horse battery staple"
+FEW = ["training.iterations=3", "training.val_every=0", "training.checkpoint_every=3", "training.meta_batch_size=2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("serve")
+    out = {}
+    for name, config in (("protonet", "digits_protonet"), ("maml", "digits_maml"), ("sine", "sinusoid_maml")):
+        extra = ["model.channels=8"] if config.startswith("digits") else []
+        Trainer(build_experiment(resolve_config(config, [*FEW, *extra])), root / name, progress=False).run()
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(runs: dict[str, Path]) -> list[ServedModel]:
+    return [ServedModel(path) for path in runs.values()]
+
+
+def _app(models: list[ServedModel], **options: Any) -> TestClient:
+    return TestClient(create_app(models, **options))
+
+
+def _support(model: ServedModel, seed: int = 0, n: int | None = None) -> tuple[list[dict[str, Any]], list[Any]]:
+    split = model.experiment.config.evaluation.split
+    task = model.experiment.sources[split].sample(torch.Generator().manual_seed(seed))
+    if model.kind == "regression":
+        support = [
+            {"input": x.tolist(), "label": float(y)} for x, y in zip(task.support_x, task.support_y, strict=True)
+        ]
+    else:
+        support = [
+            {"input": x.tolist(), "label": f"c{int(y)}"} for x, y in zip(task.support_x, task.support_y, strict=True)
+        ]
+    return support[:n], [x.tolist() for x in task.query_x]
+
+
+def test_models_health_and_the_playground(models: list[ServedModel]) -> None:
+    client = _app(models)
+    assert client.get("/healthz").json() == {"status": "ok", "models": 3}
+    listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert listed["protonet"]["kind"] == "classification" and listed["protonet"]["input_shape"] == [1, 8, 8]
+    assert listed["maml"]["ways"] == 3 and listed["maml"]["any_ways"] is False
+    assert listed["sine"]["kind"] == "regression"
+    page = client.get("/")
+    assert page.status_code == 200 and "fastadapt playground" in page.text
+    example = client.get("/v1/models/maml/example").json()
+    assert len({e["label"] for e in example["support"]}) == 3 and example["inputs"]
+
+
+def test_predictions_equal_the_python_api_and_identical_adapts_hit_the_cache(
+    models: list[ServedModel], runs: dict[str, Path]
+) -> None:
+    client = _app(models)
+    for name in ("protonet", "maml"):
+        served = next(m for m in models if m.name == name)
+        support, queries = _support(served)
+        first = client.post("/v1/adapt", json={"model": name, "support": support, "seed": 3}).json()
+        again = client.post("/v1/adapt", json={"model": name, "support": support, "seed": 3}).json()
+        assert first["cached"] is False and again["cached"] is True
+        assert first["adapted_id"] == again["adapted_id"] and first["labels"] == ["c0", "c1", "c2"]
+        out = client.post("/v1/predict", json={"adapted_id": first["adapted_id"], "inputs": queries}).json()
+        experiment, params, _ = load_run(runs[name])
+        experiment.model.eval()
+        x = torch.tensor([s["input"] for s in support])
+        y = torch.tensor([int(s["label"][1:]) for s in support])
+        with torch.no_grad():
+            state = experiment.algorithm.adapt(params, x, y, steps=experiment.config.algorithm.test_steps)
+            reference = torch.softmax(experiment.algorithm.predict(params, state, torch.tensor(queries)).double(), -1)
+        for row, expected in zip(out["predictions"], reference, strict=True):
+            by_label = {p["label"]: p["probability"] for p in row}
+            assert by_label == pytest.approx({f"c{i}": float(v) for i, v in enumerate(expected)}, abs=1e-6)
+            assert [p["probability"] for p in row] == sorted(by_label.values(), reverse=True)
+        top = client.post("/v1/predict", json={"adapted_id": first["adapted_id"], "inputs": queries, "top_k": 1})
+        assert all(len(row) == 1 for row in top.json()["predictions"])
+    metrics = client.get("/metrics").text
+    assert 'fastadapt_cache_total{event="hit"} 2.0' in metrics and 'fastadapt_cache_total{event="miss"} 2.0' in metrics
+    assert 'fastadapt_requests_total{endpoint="/v1/adapt",status="200"} 4.0' in metrics
+
+
+def test_regression_and_inline_support(models: list[ServedModel], runs: dict[str, Path]) -> None:
+    client = _app(models)
+    served = next(m for m in models if m.name == "sine")
+    support, queries = _support(served)
+    out = client.post("/v1/predict", json={"model": "sine", "support": support, "inputs": queries}).json()
+    experiment, params, _ = load_run(runs["sine"])
+    x, y = torch.tensor([s["input"] for s in support]), torch.tensor([[s["label"]] for s in support])
+    with torch.no_grad():
+        state = experiment.algorithm.adapt(params, x, y, steps=experiment.config.algorithm.test_steps)
+        expected = experiment.algorithm.predict(params, state, torch.tensor(queries)).reshape(-1)
+    assert out["values"] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert "predictions" not in out
+
+
+def test_the_cache_evicts_by_count_and_by_bytes(models: list[ServedModel]) -> None:
+    served = next(m for m in models if m.name == "protonet")
+    client = _app(models, cache_items=2)
+    ids = []
+    for seed in range(3):
+        support, _ = _support(served, seed)
+        ids.append(client.post("/v1/adapt", json={"model": "protonet", "support": support}).json()["adapted_id"])
+    _, queries = _support(served)
+    gone = client.post("/v1/predict", json={"adapted_id": ids[0], "inputs": queries[:2]})
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "unknown_adapted_id"
+    assert client.post("/v1/predict", json={"adapted_id": ids[2], "inputs": queries[:2]}).status_code == 200
+    # batch norm on the batch's statistics (transductive): one 8x8 digit has 1x1 features after three poolings
+    one = client.post("/v1/predict", json={"adapted_id": ids[2], "inputs": queries[:1]})
+    assert one.status_code == 422
+    assert (
+        "model 'protonet' cannot compute on these inputs: Expected more than 1 value" in one.json()["error"]["message"]
+    )
+    assert 'fastadapt_cache_total{event="eviction"} 1.0' in client.get("/metrics").text
+    state = {"w": torch.zeros(100)}  # 400 bytes
+    cache = AdaptedCache(max_items=10, max_bytes=1000)
+    for i in range(3):
+        cache.put(str(i), Adapted("m", state, [], 0.0))
+    assert [cache.get(str(i)) is not None for i in range(3)] == [False, True, True] and cache.nbytes == 800
+    cache.put("big", Adapted("m", {"w": torch.zeros(1000)}, [], 0.0))  # larger than the cache: not kept
+    assert cache.get("big") is None and len(cache) == 2
+
+
+def _labelled(n: int, labels: int | None = None) -> list[dict[str, Any]]:
+    """``n`` all-zero digits with ``labels`` distinct labels (default: each its own)."""
+    return [{"input": [0] * 64, "label": i % (labels or n)} for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"model": "nope", "support": _labelled(1)}, 404, "no model 'nope'; served: maml, protonet, sine"),
+        ({"model": "maml"}, 422, "support: Field required"),
+        ({"model": "maml", "support": [{"input": "x", "label": "a"}] * 3}, 422, "support[0] is not an array of"),
+        ({"model": "maml", "support": [{"input": [1, 2], "label": "a"}]}, 422, "support[0] has 2 numbers"),
+        ({"model": "maml", "support": _labelled(2, 1)}, 422, "the support set has 1 label"),
+        ({"model": "maml", "support": _labelled(4)}, 422, "trained on 3-way tasks; the support set has 4 labels"),
+        ({"model": "maml", "support": _labelled(6, 3)}, 422, "support examples: 6 is over the limit of 5 (support)"),
+        ({"model": "protonet", "support": _labelled(5)}, 422, "support labels: 5 is over the limit of 4 (ways)"),
+        ({"model": "maml", "support": _labelled(3), "steps": 99}, 422, "inner steps: 99 is over the limit of 10"),
+        ({"model": "sine", "support": [{"input": [0.5], "label": "high"}]}, 422, "model 'sine' is a regression: every"),
+    ],
+)  # fmt: skip
+def test_bad_adapt_requests_name_the_problem(models: list[ServedModel], body: Any, status: int, message: str) -> None:
+    client = _app(models, limits=Limits(support=5, ways=4, steps=10))
+    response = client.post("/v1/adapt", json=body)
+    assert response.status_code == status
+    assert message in response.json()["error"]["message"]
+
+
+def test_body_inputs_json_and_mode_errors(models: list[ServedModel]) -> None:
+    client = _app(models, limits=Limits(body_bytes=5000, inputs=2))
+    big = client.post("/v1/adapt", json={"model": "maml", "support": [{"input": [0.0] * 64, "label": 1}] * 30})
+    assert big.status_code == 413
+    error = big.json()["error"]
+    assert (error["code"], error["limit"], error["max"]) == ("limit_exceeded", "body_bytes", 5000)
+    assert "bytes is over the limit of 5000 (body_bytes)" in big.json()["error"]["message"]
+    malformed = client.post("/v1/adapt", content=b'{"model": ', headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 422 and malformed.json()["error"]["code"] == "invalid_request"
+    many = client.post("/v1/predict", json={"adapted_id": "x", "inputs": [[0] * 64] * 3})
+    assert many.status_code == 422 and "inputs: 3 is over the limit of 2 (inputs)" in many.json()["error"]["message"]
+    both = client.post("/v1/predict", json={"model": "maml", "inputs": [[0] * 64]})
+    assert both.status_code == 422 and both.json()["error"]["message"] == "give adapted_id, or model and support"
+    wrong = client.post("/v1/recommend", json={"model": "maml", "ratings": [{"item_id": 1, "rating": 4}]})
+    assert wrong.status_code == 422 and "use /v1/adapt" in wrong.json()["error"]["message"]
+
+
+def test_api_keys(models: list[ServedModel], tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text(f"# the playground's key\n{hashlib.sha256(KEY.encode()).hexdigest()}\n")
+    client = _app(models, api_key_hashes=read_api_keys(keys))
+    assert client.get("/healthz").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        refused = client.get("/v1/models", headers=headers)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+        assert refused.json()["error"]["message"] == "missing or wrong API key: send 'Authorization: Bearer KEY'"
+    assert client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    assert client.get("/metrics").status_code == 401
+    keys.write_text(KEY + "\n")
+    with pytest.raises(ValueError, match="line 1: not a sha256 hex digest"):
+        read_api_keys(keys)
+    with Client("http://testserver", api_key=KEY, http=client) as api:
+        assert [m["name"] for m in api.models()] == ["protonet", "maml", "sine"]
+        with pytest.raises(ServiceError, match="404 unknown_model"):
+            api.adapt("nope", [{"input": [0], "label": 1}])
+
+
+def test_only_loopback_without_keys(runs: dict[str, Path]) -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+    result = CliRunner().invoke(main, ["serve", str(runs["maml"]), "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "--host 0.0.0.0 is reachable from other machines and no --api-keys were given" in result.output
+
+
+def _slow(model: ServedModel, seconds: float, calls: list[int]) -> None:
+    original = model.adapt
+
+    def adapt(*args: Any, **kwargs: Any) -> Any:
+        calls.append(threading.get_ident())
+        time.sleep(seconds)
+        return original(*args, **kwargs)
+
+    model.adapt = adapt  # type: ignore[method-assign]
+
+
+async def _concurrently(app: Any, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        return list(await asyncio.gather(*(client.post("/v1/adapt", json=b) for b in bodies)))
+
+
+def test_concurrency_single_flight_busy_and_timeout(runs: dict[str, Path]) -> None:
+    served, calls = ServedModel(runs["protonet"]), []
+    _slow(served, 0.5, calls)
+    support, _ = _support(served)
+    same = [{"model": "protonet", "support": support}] * 3
+    answers = asyncio.run(_concurrently(create_app([served], max_concurrency=1), same))
+    assert [r.status_code for r in answers] == [200, 200, 200] and len(calls) == 1  # computed once
+    assert len({r.json()["adapted_id"] for r in answers}) == 1
+    others = [{"model": "protonet", "support": _support(served, seed)[0]} for seed in range(4)]
+    answers = asyncio.run(_concurrently(create_app([served], max_concurrency=1), others))
+    busy = [r for r in answers if r.status_code == 503]
+    assert len(busy) == 2 and all(r.headers["Retry-After"] == "1" for r in busy)  # one runs, one waits
+    assert busy[0].json()["error"]["code"] == "busy"
+    late = asyncio.run(_concurrently(create_app([served], timeout_s=0.1), others[:1]))[0]
+    assert late.status_code == 503 and late.json()["error"]["code"] == "timeout"
