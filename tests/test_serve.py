@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -248,3 +249,29 @@ def test_concurrency_single_flight_busy_and_timeout(runs: dict[str, Path]) -> No
     assert busy[0].json()["error"]["code"] == "busy"
     late = asyncio.run(_concurrently(create_app([served], timeout_s=0.1), others[:1]))[0]
     assert late.status_code == 503 and late.json()["error"]["code"] == "timeout"
+
+
+def test_recommend_equals_the_python_api(tmp_path: Path) -> None:
+    overrides = ["recsys.synthetic_users=200", "recsys.synthetic_items=150", "training.iterations=2",
+                 "training.val_every=0", "training.checkpoint_every=2"]  # fmt: skip
+    Trainer(build_experiment(resolve_config("movielens/metamf", overrides)), tmp_path / "mf", progress=False).run()
+    served = ServedModel(tmp_path / "mf")
+    client = _app([served])
+    data = served.experiment.context.data
+    rated = [{"item_id": int(data.item_ids[i]), "rating": float(r)} for i, r in ((0, 5), (3, 1), (7, 4))]
+    body = {"model": "mf", "ratings": rated, "user_features": {"gender": "F", "age": 30}, "top": 5}
+    items = client.post("/v1/recommend", json=body).json()["items"]
+    from fastadapt.recsys import recommend, user_categories
+
+    experiment, params, _ = load_run(tmp_path / "mf")
+    expected = recommend(
+        experiment.algorithm, params, data, np.array([0, 3, 7]), np.array([5.0, 1.0, 4.0], dtype=np.float32),
+        user_categories(data, gender="F", age=30), 5, experiment.config.algorithm.test_steps,
+    )  # fmt: skip
+    assert [i["item_id"] for i in items] == [r.item_id for r in expected]
+    assert [i["score"] for i in items] == pytest.approx([r.predicted_rating for r in expected], abs=1e-6)
+    assert {i["item_id"] for i in items}.isdisjoint(r["item_id"] for r in rated)
+    bad = client.post("/v1/recommend", json=body | {"ratings": [{"item_id": -5, "rating": 4}]})
+    assert bad.status_code == 422 and bad.json()["error"]["message"] == f"item_id -5 is not one of {data.name}'s items"
+    adapt = client.post("/v1/adapt", json={"model": "mf", "support": [{"input": [0], "label": 1}]})
+    assert adapt.status_code == 422 and "model 'mf' recommends: use /v1/recommend" in adapt.json()["error"]["message"]
