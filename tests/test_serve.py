@@ -4,7 +4,9 @@ predictions equal to the Python API's for the same support set."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import io
 import threading
 import time
 from pathlib import Path
@@ -155,7 +157,8 @@ def _labelled(n: int, labels: int | None = None) -> list[dict[str, Any]]:
     [
         ({"model": "nope", "support": _labelled(1)}, 404, "no model 'nope'; served: maml, protonet, sine"),
         ({"model": "maml"}, 422, "support: Field required"),
-        ({"model": "maml", "support": [{"input": "x", "label": "a"}] * 3}, 422, "support[0] is not an array of"),
+        ({"model": "maml", "support": [{"input": {"a": 1}, "label": "a"}] * 3}, 422, "support[0] is not an array of"),
+        ({"model": "maml", "support": [{"input": "x", "label": "a"}] * 3}, 422, "support[0] is a string but not"),
         ({"model": "maml", "support": [{"input": [1, 2], "label": "a"}]}, 422, "support[0] has 2 numbers"),
         ({"model": "maml", "support": _labelled(2, 1)}, 422, "the support set has 1 label"),
         ({"model": "maml", "support": _labelled(4)}, 422, "trained on 3-way tasks; the support set has 4 labels"),
@@ -275,3 +278,46 @@ def test_recommend_equals_the_python_api(tmp_path: Path) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["message"] == f"item_id -5 is not one of {data.name}'s items"
     adapt = client.post("/v1/adapt", json={"model": "mf", "support": [{"input": [0], "label": 1}]})
     assert adapt.status_code == 422 and "model 'mf' recommends: use /v1/recommend" in adapt.json()["error"]["message"]
+
+
+def _png(array: np.ndarray, format: str = "PNG") -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=format)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_images_are_decoded_as_the_dataset_is(runs: dict[str, Path]) -> None:
+    served = ServedModel(runs["protonet"], max_pixels=100)
+    client = _app([served])
+    support, queries = _support(served)
+    grey = [np.rint(np.asarray(q[0]) * 255).astype(np.uint8) for q in queries[:4]]  # (8, 8) each
+    as_numbers = [[(g / 255.0).tolist()] for g in grey]
+    adapted = client.post("/v1/adapt", json={"model": "protonet", "support": support}).json()["adapted_id"]
+    by_numbers = client.post("/v1/predict", json={"adapted_id": adapted, "inputs": as_numbers}).json()
+    pngs = [_png(g) for g in grey[:2]] + [
+        "data:image/jpeg;base64," + _png(np.kron(grey[2], np.ones((1, 1), np.uint8)), "JPEG")
+    ]
+    mixed = [*pngs[:2], *as_numbers[2:]]  # the same batch: batch norm uses the batch's statistics
+    by_images = client.post("/v1/predict", json={"adapted_id": adapted, "inputs": mixed}).json()
+    assert by_images["predictions"] == by_numbers["predictions"]  # PNG is lossless: the same tensors
+    jpeg = client.post("/v1/predict", json={"adapted_id": adapted, "inputs": [pngs[2], as_numbers[3]]})
+    assert jpeg.status_code == 200
+    big = client.post("/v1/predict", json={"adapted_id": adapted, "inputs": [_png(np.zeros((11, 11), np.uint8))] * 2})
+    assert big.status_code == 422
+    assert big.json()["error"] == {
+        "code": "invalid_input", "limit": "image_pixels", "value": 121, "max": 100,
+        "message": "inputs[0]: an image of 11x11 = 121 pixels is over the limit of 100 (image_pixels)",
+    }  # fmt: skip
+    for value, message in (
+        ("not base64!", "inputs[0] is a string but not base64"),
+        (_png(grey[0], "GIF"), "a GIF image; send PNG or JPEG"),
+    ):
+        refused = client.post("/v1/predict", json={"adapted_id": adapted, "inputs": [value, as_numbers[0]]})
+        assert refused.status_code == 422 and message in refused.json()["error"]["message"]
+    sine = _app([ServedModel(runs["sine"])])
+    text = sine.post(
+        "/v1/predict", json={"model": "sine", "support": [{"input": [0.1], "label": 1.0}], "inputs": ["hi"]}
+    )
+    assert "inputs[0] is a string; model 'sine' takes arrays of 1 numbers" in text.json()["error"]["message"]

@@ -272,11 +272,13 @@ def serve(
                 f"--host {host} is reachable from other machines and no --api-keys were given: anyone could use "
                 "the service; pass --api-keys FILE, or --insecure if that is what you want"
             )
-        models = [ServedModel(d, n) for d, n in zip(run_dirs, [*names, *[None] * len(run_dirs)], strict=False)]
+        limits = Limits(body_bytes=int(max_body_mb * 2**20))
+        named = [*names, *[None] * (len(run_dirs) - len(names))]
+        models = [ServedModel(d, n, limits.image_pixels) for d, n in zip(run_dirs, named, strict=True)]
         app = create_app(
             models,
             api_key_hashes=keys,
-            limits=Limits(body_bytes=int(max_body_mb * 2**20)),
+            limits=limits,
             cache_items=cache_items,
             cache_bytes=int(cache_mb * 2**20),
             max_concurrency=max_concurrency,

@@ -38,6 +38,7 @@ class Limits:
     inputs: int = 1_000
     steps: int = 100
     top: int = 100
+    image_pixels: int = 4_000_000
 
 
 class ServiceError(Exception):
@@ -67,7 +68,9 @@ def _limit(name: str, value: int, maximum: int, what: str) -> None:
 # -- request and response bodies ---------------------------------------------------------------
 class Example(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    input: Any = Field(description="the example: an array of numbers of the model's input_shape")
+    input: Any = Field(
+        description="the example: an array of numbers of the model's input_shape, or (image models) a base64 PNG/JPEG"
+    )
     label: str | int | float = Field(description="its label (classification) or value (regression)")
 
 

@@ -22,6 +22,7 @@ from ..recsys import RecsysData, user_categories
 from ..recsys import recommend as recommend_items
 from ..training import Experiment, load_run
 from ..typing import Params
+from ._images import IMAGE_DATASETS, ImageDecoder
 
 #: Algorithms whose output layer has no unit per way: they adapt to any number of classes.
 ANY_WAYS = ("protonet", "hypernet", "logistic")
@@ -64,7 +65,7 @@ class ServedModel:
     Inputs of the first two are arrays of numbers of the run's example shape (an 8x8 digit is 64 numbers or an
     8x8 nested list); ``input_shape`` says which."""
 
-    def __init__(self, run_dir: str | Path, name: str | None = None) -> None:
+    def __init__(self, run_dir: str | Path, name: str | None = None, max_pixels: int = 4_000_000) -> None:
         self.run_dir = Path(run_dir)
         self.name = name or self.run_dir.resolve().name
         experiment, params, path = load_run(self.run_dir)
@@ -87,6 +88,10 @@ class ServedModel:
             self.input_shape = tuple(task.support_x.shape[1:])
             self.target_shape = tuple(task.support_y.shape[1:])
             self.kind = "classification" if not task.support_y.is_floating_point() else "regression"
+        self.images: ImageDecoder | None = None
+        if config.data.dataset in IMAGE_DATASETS and len(self.input_shape) == 3 and self.input_shape[0] in (1, 3):
+            data = config.data
+            self.images = ImageDecoder(data.dataset, self.input_shape, data.mean, data.std, max_pixels)
         self.summary = self._summary()
 
     def _summary(self) -> dict[str, Any]:
@@ -103,6 +108,7 @@ class ServedModel:
             "algorithm": config.algorithm.name,
             "kind": self.kind,
             "input_shape": list(self.input_shape),
+            "inputs": ["numbers", "image"] if self.images is not None else ["numbers"],
             "ways": self.trained_ways,
             "shots": config.task.shots,
             "any_ways": config.algorithm.name in ANY_WAYS,
@@ -117,6 +123,14 @@ class ServedModel:
         size = math.prod(self.input_shape)
         rows = []
         for i, value in enumerate(inputs):
+            if isinstance(value, str):
+                if self.images is None:
+                    raise InputError(
+                        f"{what}[{i}] is a string; model {self.name!r} takes arrays of {size} numbers "
+                        f"(shape {list(self.input_shape)}), not images or text"
+                    )
+                rows.append(self.images.decode(value, f"{what}[{i}]"))
+                continue
             try:
                 array = np.asarray(value, dtype=np.float64)
             except (TypeError, ValueError):
