@@ -144,6 +144,23 @@ class RecommendResponse(BaseModel):
     items: list[Item]
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    limit: str | None = None
+    value: Any = None
+    max: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of an endpoint, for the OpenAPI schema (all share one body)."""
+    return {status: {"model": ErrorResponse} for status in (422, *statuses)}
+
+
 # -- body size -----------------------------------------------------------------------------------
 class BodyLimit:
     """Refuses a request body over ``limit`` bytes with 413, from its Content-Length or while it streams in."""
@@ -372,15 +389,15 @@ def create_app(
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "models": len(service.models)}
 
-    @app.get("/metrics", dependencies=auth, response_class=Response)
+    @app.get("/metrics", dependencies=auth, response_class=Response, responses=_errors(401))
     async def metrics() -> Response:
         return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get(f"{API}/models", dependencies=auth)
+    @app.get(f"{API}/models", dependencies=auth, responses=_errors(401))
     async def list_models() -> dict[str, Any]:
         return {"models": [m.summary for m in service.models.values()]}
 
-    @app.get(f"{API}/models/{{name}}/example", dependencies=auth)
+    @app.get(f"{API}/models/{{name}}/example", dependencies=auth, responses=_errors(401, 404))
     async def example(name: str, seed: int = 0) -> dict[str, Any]:
         """A support set and query inputs from the run's own test split (the playground's example set)."""
         served = service.model(name)
@@ -401,13 +418,19 @@ def create_app(
             "answers": [label(y) for y in task.query_y[:: max(1, len(task.query_y) // shots)][:shots]],
         }
 
-    @app.post(f"{API}/adapt", dependencies=auth, response_model=AdaptResponse)
+    @app.post(f"{API}/adapt", dependencies=auth, response_model=AdaptResponse, responses=_errors(401, 404, 413, 503))
     async def adapt(body: AdaptRequest) -> AdaptResponse:
         served = service.model(body.model)
         key, value, cached = await service.adapted(served, body.support, body.steps, body.seed)
         return AdaptResponse(adapted_id=key, labels=value.labels, adapt_ms=value.adapt_ms, cached=cached)
 
-    @app.post(f"{API}/predict", dependencies=auth, response_model=PredictResponse, response_model_exclude_none=True)
+    @app.post(
+        f"{API}/predict",
+        dependencies=auth,
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        responses=_errors(401, 404, 413, 503),
+    )
     async def predict(body: PredictRequest) -> PredictResponse:
         _limit("inputs", len(body.inputs), service.limits.inputs, "inputs")
         if body.adapted_id is not None:
@@ -432,7 +455,9 @@ def create_app(
             return PredictResponse(adapted_id=key, values=out)
         return PredictResponse(adapted_id=key, predictions=out)
 
-    @app.post(f"{API}/recommend", dependencies=auth, response_model=RecommendResponse)
+    @app.post(
+        f"{API}/recommend", dependencies=auth, response_model=RecommendResponse, responses=_errors(401, 404, 413, 503)
+    )
     async def recommend(body: RecommendRequest) -> RecommendResponse:
         served = service.model(body.model)
         if served.kind != "recommendation":
