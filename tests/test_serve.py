@@ -358,3 +358,32 @@ def test_the_openapi_schema_holds_for_generated_requests(models: list[ServedMode
             case.call_and_validate(checks=FUZZ_CHECKS)
 
         check()
+
+
+def test_text_inputs_are_embedded_with_the_runs_encoder(clinc150_dir: Path, tmp_path: Path) -> None:
+    overrides = [f"data.root={clinc150_dir}", "data.encoder=hashed-ngrams:256", *FEW]
+    Trainer(build_experiment(resolve_config("clinc150_protonet_5w5s", overrides)), tmp_path / "t", progress=False).run()
+    served = ServedModel(tmp_path / "t", max_chars=40)
+    client = _app([served])
+    texts = {"balance": ["what is my balance", "how much money do i have"], "weather": ["will it rain", "is it sunny"],
+             "music": ["play some jazz", "put on a song"], "alarm": ["wake me at 7", "set an alarm"],
+             "timer": ["start a timer", "count down 5 minutes"]}  # fmt: skip
+    support = [{"input": t, "label": label} for label, group in texts.items() for t in group]
+    queries = ["how much is in my account", "do i need an umbrella"]
+    out = client.post("/v1/predict", json={"model": "t", "support": support, "inputs": queries}).json()
+    from fastadapt.text import build_encoder
+
+    experiment, params, _ = load_run(tmp_path / "t")
+    encoder = build_encoder("hashed-ngrams:256")
+    x = torch.from_numpy(encoder.encode_batch([s["input"] for s in support]))
+    y = torch.tensor([list(texts).index(s["label"]) for s in support])
+    with torch.no_grad():
+        state = experiment.algorithm.adapt(params, x, y, steps=experiment.config.algorithm.test_steps)
+        logits = experiment.algorithm.predict(params, state, torch.from_numpy(encoder.encode_batch(queries)))
+    expected = torch.softmax(logits.double(), -1)
+    for row, probabilities in zip(out["predictions"], expected, strict=True):
+        assert row[0]["label"] == list(texts)[int(probabilities.argmax())]
+        assert row[0]["probability"] == pytest.approx(float(probabilities.max()), abs=1e-6)
+    long = client.post("/v1/predict", json={"model": "t", "support": support, "inputs": ["x" * 41]})
+    assert long.status_code == 422 and long.json()["error"]["limit"] == "text_chars"
+    assert "a text of 41 characters is over the limit of 40 (text_chars)" in long.json()["error"]["message"]

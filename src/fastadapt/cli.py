@@ -274,7 +274,9 @@ def serve(
             )
         limits = Limits(body_bytes=int(max_body_mb * 2**20))
         named = [*names, *[None] * (len(run_dirs) - len(names))]
-        models = [ServedModel(d, n, limits.image_pixels) for d, n in zip(run_dirs, named, strict=True)]
+        models = [
+            ServedModel(d, n, limits.image_pixels, limits.text_chars) for d, n in zip(run_dirs, named, strict=True)
+        ]
         app = create_app(
             models,
             api_key_hashes=keys,

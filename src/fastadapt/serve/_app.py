@@ -39,6 +39,7 @@ class Limits:
     steps: int = 100
     top: int = 100
     image_pixels: int = 4_000_000
+    text_chars: int = 2_000
 
 
 class ServiceError(Exception):
@@ -69,7 +70,8 @@ def _limit(name: str, value: int, maximum: int, what: str) -> None:
 class Example(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input: Any = Field(
-        description="the example: an array of numbers of the model's input_shape, or (image models) a base64 PNG/JPEG"
+        description="an array of numbers of the model's input_shape; for image models a base64 PNG/JPEG; for text "
+        "models a string"
     )
     label: str | int | float = Field(description="its label (classification) or value (regression)")
 

@@ -65,7 +65,9 @@ class ServedModel:
     Inputs of the first two are arrays of numbers of the run's example shape (an 8x8 digit is 64 numbers or an
     8x8 nested list); ``input_shape`` says which."""
 
-    def __init__(self, run_dir: str | Path, name: str | None = None, max_pixels: int = 4_000_000) -> None:
+    def __init__(
+        self, run_dir: str | Path, name: str | None = None, max_pixels: int = 4_000_000, max_chars: int = 2_000
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.name = name or self.run_dir.resolve().name
         experiment, params, path = load_run(self.run_dir)
@@ -89,6 +91,9 @@ class ServedModel:
             self.target_shape = tuple(task.support_y.shape[1:])
             self.kind = "classification" if not task.support_y.is_floating_point() else "regression"
         self.images: ImageDecoder | None = None
+        self.max_chars = max_chars
+        self.encoder: Any = None  # a text run's sentence encoder, built at the first text input
+        self.text = experiment.suite.name == "text"
         if config.data.dataset in IMAGE_DATASETS and len(self.input_shape) == 3 and self.input_shape[0] in (1, 3):
             data = config.data
             self.images = ImageDecoder(data.dataset, self.input_shape, data.mean, data.std, max_pixels)
@@ -108,7 +113,7 @@ class ServedModel:
             "algorithm": config.algorithm.name,
             "kind": self.kind,
             "input_shape": list(self.input_shape),
-            "inputs": ["numbers", "image"] if self.images is not None else ["numbers"],
+            "inputs": ["numbers", *(["image"] if self.images is not None else []), *(["text"] if self.text else [])],
             "ways": self.trained_ways,
             "shots": config.task.shots,
             "any_ways": config.algorithm.name in ANY_WAYS,
@@ -123,6 +128,9 @@ class ServedModel:
         size = math.prod(self.input_shape)
         rows = []
         for i, value in enumerate(inputs):
+            if isinstance(value, str) and self.text:
+                rows.append(self._embed(value, f"{what}[{i}]"))
+                continue
             if isinstance(value, str):
                 if self.images is None:
                     raise InputError(
@@ -148,6 +156,24 @@ class ServedModel:
             rows.append(array.reshape(self.input_shape))
         device, dtype = placement(self.params)
         return torch.as_tensor(np.stack(rows), dtype=dtype, device=device)
+
+    def _embed(self, text: str, where: str) -> np.ndarray:
+        """A text run's input: the vector of the run's encoder, as its training texts were embedded."""
+        if len(text) > self.max_chars:
+            raise InputError(
+                f"{where}: a text of {len(text)} characters is over the limit of {self.max_chars} (text_chars)",
+                "text_chars",
+                len(text),
+                self.max_chars,
+            )
+        if not text.strip():
+            raise InputError(f"{where} is an empty text")
+        if self.encoder is None:
+            from ..text import build_encoder
+
+            self.encoder = build_encoder(self.experiment.config.data.encoder)
+        vector = np.asarray(self.encoder.encode_batch([text])[0], dtype=np.float64)
+        return vector.reshape(self.input_shape)
 
     def targets(self, labels: list[Any]) -> tuple[Tensor, list[Any]]:
         """Support labels -> targets and the label of each output (first appearance order) for classification;
