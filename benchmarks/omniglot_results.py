@@ -4,6 +4,8 @@ For each row: time a few meta-iterations of the row's configuration in this proc
 iterations that fits the row's training budget, then run the exact CLI commands (``fastadapt train`` and
 ``fastadapt eval --json``) in fresh processes and append one JSON line per result to RESULTS. Rows already
 in RESULTS are skipped, so an interrupted run continues where it stopped. ``--markdown`` prints the table.
+``--seeds N`` trains each row with ``training.seed`` 0..N-1 (run directories ``ROW-seedS``); the table then gives
+the mean and Student-t 95% interval over the seeds beside the mean per-episode interval.
 
     FASTADAPT_DATA=... python benchmarks/omniglot_results.py --root ../shared/data/omniglot --runs runs/omniglot
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 
 from fastadapt.algorithms import meta_gradient
+from fastadapt.evaluation import mean_ci95_t
 from fastadapt.training import build_experiment, resolve_config
 
 SETTINGS = {  # name -> (overrides shared by every algorithm, extra overrides of the 20-way rows)
@@ -120,13 +123,13 @@ def run(command: list[str]) -> tuple[str, float]:
     return done.stdout, time.perf_counter() - start
 
 
-def run_row(row: Row, root: str, runs: Path, results: Path) -> None:
+def run_row(row: Row, root: str, runs: Path, results: Path, seed: int = 0) -> None:
     config = f"omniglot_{row.algorithm}_5w1s"
-    overrides = [f"data.root={root}", *row.overrides()]
+    overrides = [f"data.root={root}", *row.overrides(), *([f"training.seed={seed}"] if seed else [])]
     per_iteration, tasks, strategy = seconds_per_iteration(config, overrides)
     overrides.append(f"training.strategy={strategy}")
     iterations = max(20, int(row.budget_s / per_iteration) // 10 * 10)
-    run_dir = runs / row.key
+    run_dir = runs / (row.key if seed == 0 else f"{row.key}-seed{seed}")
     train = [
         "fastadapt", "train", config, *overrides, f"training.iterations={iterations}", "training.val_every=0",
         f"training.checkpoint_every={iterations}", "--run-dir", str(run_dir), "--no-progress",
@@ -137,6 +140,7 @@ def run_row(row: Row, root: str, runs: Path, results: Path) -> None:
     record = {
         "algorithm": row.algorithm,
         "setting": row.setting,
+        "seed": seed,
         "iterations": iterations,
         "tasks_per_iteration": tasks,
         "seconds_per_iteration": per_iteration,
@@ -161,7 +165,11 @@ def _short(command: str) -> str:
 
 
 def markdown(results: Path) -> str:
-    records = {(r["algorithm"], r["setting"]): r for r in map(json.loads, results.read_text().splitlines())}
+    every = list(map(json.loads, results.read_text().splitlines()))
+    records = {(r["algorithm"], r["setting"]): r for r in every if r.get("seed", 0) == 0}
+    seeds: dict[tuple[str, str], list[float]] = {}
+    for r in every:
+        seeds.setdefault((r["algorithm"], r["setting"]), []).append(r["result"]["mean"])
     lines = ["| algorithm | setting | paper | ours | budget | command |", "|---|---|---|---|---|---|"]
     for algorithm in NAMES:
         for setting in SETTINGS:
@@ -177,6 +185,10 @@ def markdown(results: Path) -> str:
             budget = f"{r['iterations']:,} it × {tasks}, {r['train_s'] / 60:.0f} min"
             command = f"`{_short(r['train_command'])}` then `{_short(r['eval_command'])}`"
             ours = f"{100 * res['mean']:.2f} ± {100 * res['ci95']:.2f}"
+            means = seeds[(algorithm, setting)]
+            if len(means) > 1:  # over training seeds (Student t), then the first seed's per-episode interval
+                mean, ci = mean_ci95_t(means)
+                ours = f"{100 * mean:.2f} ± {100 * ci:.2f} over {len(means)} seeds (seed 0: {ours})"
             lines.append(f"| {NAMES[algorithm]} | {label} | {paper} | {ours} | {budget} | {command} |")
     return "\n".join(lines)
 
@@ -187,6 +199,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/omniglot"), help="run directories and results")
     parser.add_argument("--only", nargs="*", help="row keys to run, e.g. maml_5w1s (default: all)")
     parser.add_argument("--markdown", action="store_true", help="print the results table and exit")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per row (0..N-1)")
     args = parser.parse_args()
     results = args.runs / "results.jsonl"
     if args.markdown:
@@ -194,17 +207,21 @@ def main() -> None:
         return
     args.runs.mkdir(parents=True, exist_ok=True)
     done = (
-        {f"{r['algorithm']}_{r['setting']}" for r in map(json.loads, results.read_text().splitlines())}
+        {
+            (f"{r['algorithm']}_{r['setting']}", r.get("seed", 0))
+            for r in map(json.loads, results.read_text().splitlines())
+        }
         if (results.exists())
         else set()
     )
     for row in ROWS:
-        if row.key in done or (args.only and row.key not in args.only):
-            continue
-        try:
-            run_row(row, args.root, args.runs, results)
-        except RuntimeError as error:
-            print(error, file=sys.stderr, flush=True)
+        for seed in range(args.seeds):
+            if (row.key, seed) in done or (args.only and row.key not in args.only):
+                continue
+            try:
+                run_row(row, args.root, args.runs, results, seed)
+            except RuntimeError as error:
+                print(error, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
