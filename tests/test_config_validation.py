@@ -194,7 +194,13 @@ def test_the_json_schema_accepts_every_shipped_config_and_refuses_the_bad_overri
     # the range rules (a non-finite number is the loader's to refuse: JSON has none), types, enums, unknown keys
     ranges = [o for o, m in OVERRIDES if re.search(r"must be (>=|a finite|in)", m) and not re.search("nan|inf", o)]
     assert len(ranges) >= 12
-    for override in [*ranges, "training.optimizer=rmsprop", "training.iterationz=3", "task.ways=2.5"]:
+    for override in [
+        *ranges,
+        "training.optimizer=rmsprop",
+        "training.iterationz=3",
+        "task.ways=2.5",
+        "model.channels=[8,8]",
+    ]:
         values = apply_overrides(json.loads(json.dumps(base)), [override])
         assert list(validator.iter_errors(values)), f"the schema accepts {override}"
     four_widths = apply_overrides(json.loads(json.dumps(base)), ["model.channels=[8, 8, 16, 16]"])

@@ -122,6 +122,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_the_parameter_hash_takes_every_shape() -> None:
+    from fastadapt.training._distributed import _digest
+
+    assert _digest([torch.tensor(1.0), torch.zeros(2, 3)]) != _digest([torch.tensor(2.0), torch.zeros(2, 3)])
+
+
+def test_an_explicit_gpu_under_several_local_processes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastadapt.training import resolve_device
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"training\.device=cuda:1 with 2 processes on this machine would put them"):
+        resolve_device("cuda:1")
+
+
 def test_shards_cover_the_batch_once() -> None:
     for size in (1, 5, 6, 7, 32):
         for world in range(1, min(size, 5) + 1):
@@ -132,7 +147,9 @@ def test_shards_cover_the_batch_once() -> None:
 
 def test_a_shard_is_the_slice_of_the_batch_and_moves_the_generator_alike() -> None:
     exp = build_experiment(resolve_config("digits_maml", DIGITS))
-    for source in (exp.sources["train"], SinusoidTasks()):  # an episode sampler and the generic default
+    users = build_experiment(resolve_config("movielens/metamf", ["recsys.synthetic_users=120"])).sources["train"]
+    # an episode sampler, the generic default, and users whose batches share a support size (their own batches)
+    for source in (exp.sources["train"], SinusoidTasks(), users):
         a, b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
         whole = source.sample_batch(7, a)
         part = source.sample_shard(7, b, range(2, 5))

@@ -185,13 +185,26 @@ def test_body_inputs_json_and_mode_errors(models: list[ServedModel]) -> None:
     assert big.status_code == 413
     error = big.json()["error"]
     assert (error["code"], error["limit"], error["max"]) == ("limit_exceeded", "body_bytes", 5000)
-    assert "bytes is over the limit of 5000 (body_bytes)" in big.json()["error"]["message"]
+    assert (
+        big.json()["error"]["message"]
+        == f"request body: {error['value']} bytes is over the limit of 5000 bytes (body_bytes)"
+    )
+    chunked = client.post(  # no Content-Length: counted as it streams in
+        "/v1/adapt",
+        content=iter([b'{"model": "maml", "support": [' + b"0," * 3000]),
+        headers={"Content-Type": "application/json"},
+    )
+    assert chunked.status_code == 413 and chunked.json()["error"]["limit"] == "body_bytes"
     malformed = client.post("/v1/adapt", content=b'{"model": ', headers={"Content-Type": "application/json"})
     assert malformed.status_code == 422 and malformed.json()["error"]["code"] == "invalid_request"
     many = client.post("/v1/predict", json={"adapted_id": "x", "inputs": [[0] * 64] * 3})
     assert many.status_code == 422 and "inputs: 3 is over the limit of 2 (inputs)" in many.json()["error"]["message"]
     both = client.post("/v1/predict", json={"model": "maml", "inputs": [[0] * 64]})
     assert both.status_code == 422 and both.json()["error"]["message"] == "give adapted_id, or model and support"
+    huge = client.post("/v1/predict", json={"model": "maml", "support": _labelled(3), "inputs": [[1e39] * 64] * 2})
+    assert huge.status_code == 422 and "inputs holds a number too large for the model's float32" in huge.text
+    seed = client.get("/v1/models/maml/example", params={"seed": 2**64})
+    assert seed.status_code == 422 and seed.json()["error"]["code"] == "invalid_request"
     wrong = client.post("/v1/recommend", json={"model": "maml", "ratings": [{"item_id": 1, "rating": 4}]})
     assert wrong.status_code == 422 and "use /v1/adapt" in wrong.json()["error"]["message"]
 
@@ -241,6 +254,26 @@ async def _concurrently(app: Any, bodies: list[dict[str, Any]]) -> list[httpx.Re
         return list(await asyncio.gather(*(client.post("/v1/adapt", json=b) for b in bodies)))
 
 
+def test_a_caller_that_goes_away_leaves_the_computation_to_the_others() -> None:
+    async def scenario() -> tuple[Any, int]:
+        cache, runs = AdaptedCache(4, 10_000), []
+
+        async def compute() -> Adapted:
+            runs.append(1)
+            await asyncio.sleep(0.2)
+            return Adapted("m", {"w": torch.zeros(2)}, ["a"], 1.0)
+
+        first = asyncio.create_task(cache.get_or_compute("k", compute))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(cache.get_or_compute("k", compute))
+        await asyncio.sleep(0.05)
+        first.cancel()  # the first client disconnects
+        value, cached = await second
+        return (value.labels, cached, cache.get("k") is not None), len(runs)
+
+    assert asyncio.run(scenario()) == ((["a"], True, True), 1)
+
+
 def test_concurrency_single_flight_busy_and_timeout(runs: dict[str, Path]) -> None:
     served, calls = ServedModel(runs["protonet"]), []
     _slow(served, 0.5, calls)
@@ -280,6 +313,8 @@ def test_recommend_equals_the_python_api(tmp_path: Path) -> None:
     assert {i["item_id"] for i in items}.isdisjoint(r["item_id"] for r in rated)
     bad = client.post("/v1/recommend", json=body | {"ratings": [{"item_id": -5, "rating": 4}]})
     assert bad.status_code == 422 and bad.json()["error"]["message"] == f"item_id -5 is not one of {data.name}'s items"
+    steps = _app([served], limits=Limits(steps=5)).post("/v1/recommend", json=body | {"steps": 6})
+    assert steps.status_code == 422 and steps.json()["error"]["limit"] == "steps"
     adapt = client.post("/v1/adapt", json={"model": "mf", "support": [{"input": [0], "label": 1}]})
     assert adapt.status_code == 422 and "model 'mf' recommends: use /v1/recommend" in adapt.json()["error"]["message"]
 

@@ -132,17 +132,25 @@ def _train(
                 "(`fastadapt train --nproc N` chooses one for you)"
             )
         run_dir = Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if restarts() and kept_checkpoints(run_dir).get("last") is not None:  # torchrun --max-restarts: from the last
-        if is_main_process():
-            click.echo(f"restart {restarts()}: resuming {run_dir} from its last checkpoint", err=True)
-        resume, checkpoint = True, "last"
+    if restarts():  # torchrun --max-restarts: on from the newest checkpoint that loads, else from the start
+        loadable = {name: step for name, step in kept_checkpoints(run_dir).items() if step is not None}
+        if loadable:
+            checkpoint = max(loadable, key=lambda name: (loadable[name], name == "last"))
+            if is_main_process():
+                click.echo(
+                    f"restart {restarts()}: resuming {run_dir} from {checkpoint} (step {loadable[checkpoint]})",
+                    err=True,
+                )
+            resume = True
+        else:
+            resume, checkpoint = False, "last"
     if resume:
         if not (run_dir / "checkpoints").is_dir():
             raise CheckpointError(f"--resume: {run_dir} has no checkpoints/ to resume from")
         resume_path(run_dir, checkpoint)  # missing or damaged: the message names the ones that load
     elif checkpoint != "last":
         raise ConfigError("--checkpoint chooses where --resume continues from; pass --resume too")
-    if not resume and (run_dir / "checkpoints").exists():
+    if not resume and (run_dir / "checkpoints").exists() and not restarts():  # a restart's leftovers are its own
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
     trainer = Trainer(build_experiment(config), run_dir, progress=progress)
     trainer.run(resume=resume, checkpoint=checkpoint)

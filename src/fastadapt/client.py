@@ -31,10 +31,14 @@ class Client:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         response = self._http.request(method, path, json=body, headers=self._headers)
-        data = response.json()
-        if response.status_code >= 400:
+        try:
+            data = response.json()
+        except ValueError:  # not the service's JSON (a proxy's error page)
+            data = None
+        if response.status_code >= 400 or data is None:
             error = data.get("error", {}) if isinstance(data, dict) else {}
-            raise ServiceError(response.status_code, error.get("code", "error"), error.get("message", str(data)))
+            message = error.get("message", response.text[:300])
+            raise ServiceError(response.status_code, error.get("code", "error"), message)
         return data
 
     def models(self) -> list[dict[str, Any]]:
@@ -47,9 +51,14 @@ class Client:
         return self._call("POST", "/v1/predict", {"adapted_id": adapted_id, "inputs": inputs, "top_k": top_k})
 
     def recommend(
-        self, model: str, ratings: list[dict[str, Any]], user_features: dict[str, Any] | None = None, top: int = 20
+        self,
+        model: str,
+        ratings: list[dict[str, Any]],
+        user_features: dict[str, Any] | None = None,
+        top: int = 20,
+        steps: int | None = None,
     ) -> Any:
-        body = {"model": model, "ratings": ratings, "user_features": user_features, "top": top}
+        body = {"model": model, "ratings": ratings, "user_features": user_features, "top": top, "steps": steps}
         return self._call("POST", "/v1/recommend", body)["items"]
 
     def close(self) -> None:

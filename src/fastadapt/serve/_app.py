@@ -4,17 +4,19 @@ limits with clear errors, a bounded worker pool, Prometheus metrics and a playgr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import torch
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -163,9 +165,30 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse} for status in (422, *statuses)}
 
 
-# -- body size -----------------------------------------------------------------------------------
+# -- body size and metrics (plain ASGI: an exception raised while the body streams in reaches FastAPI's handlers
+# as it is, which a BaseHTTPMiddleware's task group would wrap) -------------------------------------------------
+def _too_large(size: int | None, limit: int) -> JSONResponse:
+    told = f"{size} bytes" if size is not None else "the streamed body"
+    return _error(
+        413,
+        "limit_exceeded",
+        f"request body: {told} is over the limit of {limit} bytes (body_bytes)",
+        limit="body_bytes",
+        value=size,
+        max=limit,
+    )
+
+
+class _TooLarge(StarletteHTTPException):
+    """A body over the limit while it streams in (no Content-Length); FastAPI passes HTTP exceptions through."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "request body over the limit")
+
+
 class BodyLimit:
-    """Refuses a request body over ``limit`` bytes with 413, from its Content-Length or while it streams in."""
+    """Refuses a request body over ``limit`` bytes with the service's JSON 413: at once from its Content-Length,
+    or as it streams in. (FastAPI's ``max_body_size`` answers a declared size in plain text.)"""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -174,9 +197,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send, int(declared))
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await _too_large(int(declared), self.limit)(scope, receive, send)
             return
         seen = 0
 
@@ -185,29 +208,36 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _TooLarge(seen)
+                raise _TooLarge
             return message
 
+        await self.app(scope, counted, send)
+
+
+class Measured:
+    """Counts each request by route and status and times it (Prometheus)."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began, status = time.perf_counter(), 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except _TooLarge as error:
-            await self._refuse(scope, receive, send, error.size)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: int) -> None:
-        response = _error(
-            413,
-            "limit_exceeded",
-            f"request body: {size} bytes is over the limit of {self.limit} (body_bytes)",
-            limit="body_bytes",
-            value=size,
-            max=self.limit,
-        )
-        await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    def __init__(self, size: int) -> None:
-        self.size = size
+            await self.app(scope, receive, sending)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "other")
+            self.service.requests.labels(endpoint, str(status)).inc()
+            self.service.latency.labels(endpoint).observe(time.perf_counter() - began)
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -286,9 +316,14 @@ class Service:
                 headers={"Retry-After": "1"},
             )
         self.busy += 1
+        future = asyncio.get_running_loop().run_in_executor(self.pool, work)
+
+        def finished(_: Any) -> None:  # when the work ends, not when the request gives up: a thread cannot be stopped
+            self.busy -= 1
+
+        future.add_done_callback(finished)
         try:
-            future = asyncio.get_running_loop().run_in_executor(self.pool, work)
-            return await asyncio.wait_for(future, self.timeout_s)
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
         except TimeoutError:
             raise ServiceError(
                 503,
@@ -296,8 +331,6 @@ class Service:
                 f"the request took longer than {self.timeout_s:g} s (--timeout); retry later",
                 headers={"Retry-After": "5"},
             ) from None
-        finally:
-            self.busy -= 1
 
     def check_support(self, support: list[Example]) -> None:
         _limit("support", len(support), self.limits.support, "support examples")
@@ -346,7 +379,14 @@ def create_app(
     """The service over ``models`` (see ``fastadapt serve``). ``api_key_hashes``: sha256 hex digests of the
     accepted keys, or ``None`` for no authentication."""
     service = Service(models, api_key_hashes, limits, cache_items, cache_bytes, max_concurrency, timeout_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.pool.shutdown(wait=False, cancel_futures=True)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="fastadapt",
         version="1",
         summary="Adapt a meta-trained model to a few labelled examples and predict.",
@@ -374,18 +414,10 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if isinstance(error, _TooLarge):
+            return _too_large(None, limits.body_bytes)
         codes = {404: "not_found", 405: "method_not_allowed"}
         return _error(error.status_code, codes.get(error.status_code, "http_error"), str(error.detail))
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        began = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "other")
-        service.requests.labels(endpoint, str(response.status_code)).inc()
-        service.latency.labels(endpoint).observe(time.perf_counter() - began)
-        return response
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -399,14 +431,15 @@ def create_app(
     async def list_models() -> dict[str, Any]:
         return {"models": [m.summary for m in service.models.values()]}
 
-    @app.get(f"{API}/models/{{name}}/example", dependencies=auth, responses=_errors(401, 404))
-    async def example(name: str, seed: int = 0) -> dict[str, Any]:
+    @app.get(f"{API}/models/{{name}}/example", dependencies=auth, responses=_errors(401, 404, 503))
+    async def example(name: str, seed: int = Query(default=0, ge=0, le=2**63 - 1)) -> dict[str, Any]:
         """A support set and query inputs from the run's own test split (the playground's example set)."""
         served = service.model(name)
         if served.kind == "recommendation":
             raise ServiceError(422, "wrong_endpoint", f"model {name!r} recommends; it has no example support set")
         split = served.experiment.config.evaluation.split
-        task = served.experiment.sources[split].sample(torch.Generator().manual_seed(seed))
+        source = served.experiment.sources[split]
+        task = await service.run(lambda: source.sample(torch.Generator().manual_seed(seed)))
         shots = min(len(task.query_x), 5)
 
         def label(y: torch.Tensor) -> Any:
@@ -466,6 +499,8 @@ def create_app(
             raise ServiceError(422, "wrong_endpoint", f"model {body.model!r} is a {served.kind} model: use {API}/adapt")
         _limit("support", len(body.ratings), service.limits.support, "ratings")
         _limit("top", body.top, service.limits.top, "top")
+        if body.steps is not None:
+            _limit("steps", body.steps, service.limits.steps, "inner steps")
         features = body.user_features.model_dump() if body.user_features is not None else {}
         ratings = [(r.item_id, r.rating) for r in body.ratings]
         found = await service.run(lambda: served.recommend(ratings, features, body.top, body.steps))
@@ -476,4 +511,5 @@ def create_app(
         return HTMLResponse((resources.files("fastadapt.serve") / "playground.html").read_text())
 
     app.add_middleware(BodyLimit, limit=limits.body_bytes)
+    app.add_middleware(Measured, service=service)  # outermost: a refused body is counted too
     return app

@@ -60,27 +60,23 @@ class AdaptedCache:
         if found is not None:
             self.on_event("hit")
             return found, True
-        pending = self._pending.get(key)
-        if pending is not None:  # the same request is being computed: wait for it
+        task = self._pending.get(key)
+        cached = task is not None
+        if task is None:
+            self.on_event("miss")
+            # its own task: a caller that goes away (a client disconnects) leaves it running for the others
+            task = asyncio.ensure_future(compute())
+            self._pending[key] = task
+
+            def finished(done: asyncio.Future[Adapted]) -> None:  # runs before any waiter resumes
+                self._pending.pop(key, None)
+                if not done.cancelled() and done.exception() is None:
+                    self.put(key, done.result())
+
+            task.add_done_callback(finished)
+        else:  # the same request is being computed: wait for it
             self.on_event("hit")
-            return await asyncio.shield(pending), True
-        self.on_event("miss")
-        future: asyncio.Future[Adapted] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        try:
-            value = await compute()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
-            raise
-        finally:
-            self._pending.pop(key, None)
-        self.put(key, value)
-        future.set_result(value)
-        return value, False
+        return await asyncio.shield(task), cached
 
     def stats(self) -> dict[str, Any]:
         return {"items": len(self._entries), "bytes": self._bytes}

@@ -55,7 +55,17 @@ class ImageDecoder:
                 if converted.size != (width, height):
                     converted = converted.resize((width, height), Image.Resampling.LANCZOS)
                 array = np.asarray(converted, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        except InputError:
+            raise
+        except (
+            OSError,
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            SyntaxError,
+            ValueError,
+            EOFError,
+        ) as error:
+            # Pillow's decoders raise any of these on a malformed file
             raise InputError(f"{where}: not a readable PNG or JPEG image ({error})") from None
         if self.dataset == "omniglot":
             array = 255 - array  # strokes 1, background 0, as the Omniglot loader gives them

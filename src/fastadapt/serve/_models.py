@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from ..training import Experiment, load_run
 from ..typing import Params
 from ._images import IMAGE_DATASETS, ImageDecoder
 
+#: Held while an adaptation seeds torch's global generator (one per process, shared by the worker threads).
+_SEEDED = threading.Lock()
 #: Algorithms whose output layer has no unit per way: they adapt to any number of classes.
 ANY_WAYS = ("protonet", "hypernet", "logistic")
 
@@ -94,6 +97,7 @@ class ServedModel:
         self.max_chars = max_chars
         self.encoder: Any = None  # a text run's sentence encoder, built at the first text input
         self.text = experiment.suite.name == "text"
+        self._lock = threading.Lock()
         if config.data.dataset in IMAGE_DATASETS and len(self.input_shape) == 3 and self.input_shape[0] in (1, 3):
             data = config.data
             self.images = ImageDecoder(data.dataset, self.input_shape, data.mean, data.std, max_pixels)
@@ -155,7 +159,10 @@ class ServedModel:
                 raise InputError(f"{what}[{i}] holds a NaN or infinite number")
             rows.append(array.reshape(self.input_shape))
         device, dtype = placement(self.params)
-        return torch.as_tensor(np.stack(rows), dtype=dtype, device=device)
+        x = torch.as_tensor(np.stack(rows), dtype=dtype, device=device)
+        if not bool(torch.isfinite(x).all()):
+            raise InputError(f"{what} holds a number too large for the model's {str(dtype).split('.')[-1]}")
+        return x
 
     def _embed(self, text: str, where: str) -> np.ndarray:
         """A text run's input: the vector of the run's encoder, as its training texts were embedded."""
@@ -168,10 +175,11 @@ class ServedModel:
             )
         if not text.strip():
             raise InputError(f"{where} is an empty text")
-        if self.encoder is None:
-            from ..text import build_encoder
+        with self._lock:  # built once, by the first request that needs it
+            if self.encoder is None:
+                from ..text import build_encoder
 
-            self.encoder = build_encoder(self.experiment.config.data.encoder)
+                self.encoder = build_encoder(self.experiment.config.data.encoder)
         vector = np.asarray(self.encoder.encode_batch([text])[0], dtype=np.float64)
         return vector.reshape(self.input_shape)
 
@@ -213,7 +221,8 @@ class ServedModel:
         x = self.tensor(inputs, "support")
         y, order = self.targets(labels)
         began = time.perf_counter()
-        with torch.random.fork_rng(devices=[]), self._computing("support set"):
+        # torch's global generator is the process's: adaptations that seed it take turns
+        with _SEEDED, torch.random.fork_rng(devices=[]), self._computing("support set"):
             torch.manual_seed(seed)
             with torch.no_grad():  # inner steps take their own gradients
                 state = self.algorithm.adapt(self.params, x, y, steps=self.steps if steps is None else steps)

@@ -33,7 +33,8 @@ def read_api_keys(path: str | Path) -> set[str]:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address) resolves only to loopback addresses."""
+    """Whether ``host`` is a loopback address, ``localhost``, or a name that resolves only to loopback addresses
+    (``localhost`` is taken as loopback without resolving it; ``""`` binds every interface)."""
     if host in ("localhost", ""):
         return host == "localhost"
     try:

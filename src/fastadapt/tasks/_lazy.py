@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ._episodes import EpisodeSampler, Plan
 from ._source import TaskSource
-from ._task import Task
+from ._task import Task, TaskBatch
 
 
 def _labels_of(dataset: Any, labels: Any) -> np.ndarray:
@@ -209,6 +209,11 @@ class PrefetchedEpisodes(TaskSource):
         if not _same(ahead, plan):  # the sampler's draws are not a function of the generator's state
             raise RuntimeError("the episode sampler drew different episodes from the same generator state")
         return task
+
+    def sample_shard(self, size: int, generator: torch.Generator, share: range) -> TaskBatch:
+        if self.workers == 0:  # loading in this process: only the share is loaded
+            return self.sampler.sample_shard(size, generator, share)
+        return super().sample_shard(size, generator, share)  # the workers load every task ahead, in order
 
     def _start(self, state: Tensor) -> Iterator[tuple[Plan, Task]]:
         loader = DataLoader(

@@ -34,8 +34,9 @@ class TaskSource(ABC):
     def sample_shard(self, size: int, generator: torch.Generator, share: range) -> TaskBatch:
         """The tasks ``share`` (indices into ``range(size)``) of the ``size``-task batch that
         :meth:`sample_batch` would draw, leaving ``generator`` where :meth:`sample_batch` leaves it: a
-        distributed run's ranks draw one meta-batch and each computes its share. This default draws every
-        task; a source that can draw a task's plan without loading it overrides it to load only its share."""
+        distributed run's ranks draw one meta-batch and each computes its share. This default draws the whole
+        batch (so a source with its own :meth:`sample_batch` shards right); a source that can draw a task's
+        plan without loading it overrides it to load only its share."""
         check_share(size, share)
-        tasks = [self.sample(generator) for _ in range(size)]
-        return TaskBatch.stack([tasks[i] for i in share])
+        batch = self.sample_batch(size, generator)
+        return TaskBatch(*(t[share.start : share.stop] for t in batch.tensors()))

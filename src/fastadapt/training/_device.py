@@ -23,7 +23,12 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ and int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) > 1:
+        if device.index is not None:
+            raise ConfigError(
+                f"training.device={name} with {os.environ['LOCAL_WORLD_SIZE']} processes on this machine would put "
+                "them all on one GPU; use training.device=cuda (or auto): each process takes cuda:LOCAL_RANK"
+            )
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # torchrun: one GPU per local rank
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -3,8 +3,9 @@
 Second-order MAML differentiates twice, which ``DistributedDataParallel`` does not support, so the ranks do
 what DDP would do by hand, once per meta-iteration:
 
-- every rank draws the same meta-batch *plan* from the same seeded generator (cheap: labels only) and loads
-  and differentiates only its own contiguous share of the tasks (:meth:`Group.share`);
+- every rank draws the same meta-batch from the same seeded generator and differentiates only its own
+  contiguous share of the tasks (:meth:`Group.share`); an episode sampler draws the plans of all (labels only,
+  cheap) and loads only the share's examples;
 - each rank's meta-gradient is divided by the *global* meta-batch size, so the sum over ranks is the global
   mean; the sum is one ``all_reduce`` of one flat buffer per dtype (the gradients and the loss and metric
   sums together);
@@ -12,9 +13,10 @@ what DDP would do by hand, once per meta-iteration:
   :meth:`Group.check_identical` verifies with a hash every ``training.sync_check_every`` steps.
 
 Launched with ``torchrun`` (``fastadapt train --nproc N`` wraps it for one machine): the backend is ``gloo`` on
-CPUs and ``nccl`` on CUDA devices. A rank that dies closes its sockets and the others' next collective fails;
-a rank that hangs makes the others' collective time out after ``training.dist_timeout`` seconds; either way
-they stop with a :class:`DistributedError` naming the step and the checkpoint to resume from.
+CPUs and ``nccl`` on CUDA devices. On gloo, a rank that dies closes its sockets and the others' next collective
+fails, and a rank that hangs makes the others' collective time out after ``training.dist_timeout`` seconds;
+either way they stop with a :class:`DistributedError` naming the step and how to resume. On nccl a timed-out
+collective is aborted by its watchdog, which ends the process (torchrun then stops the others).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def shard_bounds(size: int, rank: int, world_size: int) -> range:
 def _digest(tensors: Iterable[Tensor]) -> int:
     digest = hashlib.blake2b(digest_size=8)
     for tensor in tensors:
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return int.from_bytes(digest.digest(), "little") >> 1  # fits in an int64
 
 

@@ -124,8 +124,11 @@ def _channels(value: Any) -> str | None:
     return each(at_least(1))(values)
 
 
-# minimum applies to a number, items and the counts to a list (one width or four)
-RULES["model.channels"] = _bounds(_channels, {"minimum": 1, "items": {"minimum": 1}, "minItems": 1, "maxItems": 4})
+_WIDTHS = {"type": "array", "items": {"type": "integer", "minimum": 1}}
+RULES["model.channels"] = _bounds(  # one width, or a list of one or four
+    _channels,
+    {"anyOf": [{"type": "integer", "minimum": 1}, *({**_WIDTHS, "minItems": n, "maxItems": n} for n in (1, 4))]},
+)
 
 
 #: The shipped image datasets (their Conv4's pooling must fit the image), and those whose size is fixed.
