@@ -283,7 +283,7 @@ def test_concurrency_single_flight_busy_and_timeout(runs: dict[str, Path]) -> No
     assert [r.status_code for r in answers] == [200, 200, 200] and len(calls) == 1  # computed once
     assert len({r.json()["adapted_id"] for r in answers}) == 1
     others = [{"model": "protonet", "support": _support(served, seed)[0]} for seed in range(4)]
-    answers = asyncio.run(_concurrently(create_app([served], max_concurrency=1), others))
+    answers = asyncio.run(_concurrently(create_app([served], max_concurrency=1, max_queue=1), others))
     busy = [r for r in answers if r.status_code == 503]
     assert len(busy) == 2 and all(r.headers["Retry-After"] == "1" for r in busy)  # one runs, one waits
     assert busy[0].json()["error"]["code"] == "busy"

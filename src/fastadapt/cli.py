@@ -251,7 +251,10 @@ def train(
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without --api-keys.")
 @click.option("--cache-items", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--cache-mb", type=click.FloatRange(min=0, min_open=True), default=256.0, show_default=True)
-@click.option("--max-concurrency", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=2, show_default=True, help="Worker threads.")
+@click.option(
+    "--max-queue", type=click.IntRange(min=0), default=64, show_default=True, help="Requests that may wait (then 503)."
+)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
 @click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
 def serve(
@@ -264,6 +267,7 @@ def serve(
     cache_items: int,
     cache_mb: float,
     max_concurrency: int,
+    max_queue: int,
     timeout: float,
     max_body_mb: float,
 ) -> None:
@@ -292,6 +296,7 @@ def serve(
             cache_items=cache_items,
             cache_bytes=int(cache_mb * 2**20),
             max_concurrency=max_concurrency,
+            max_queue=max_queue,
             timeout_s=timeout,
         )
         import uvicorn

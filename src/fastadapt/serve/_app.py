@@ -253,13 +253,15 @@ class Service:
         cache_bytes: int,
         max_concurrency: int,
         timeout_s: float,
+        max_queue: int = 64,
     ) -> None:
         names = [m.name for m in models]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"two models are named {repeated[0]!r}; name them apart (--name)")
-        if max_concurrency < 1 or timeout_s <= 0:
-            raise ValueError("max_concurrency must be >= 1 and timeout_s > 0")
+        if max_concurrency < 1 or max_queue < 0 or timeout_s <= 0:
+            raise ValueError("max_concurrency must be >= 1, max_queue >= 0 and timeout_s > 0")
+        self.max_queue = max_queue
         self.models = {m.name: m for m in models}
         self.keys = api_key_hashes
         self.limits, self.timeout_s, self.max_concurrency = limits, timeout_s, max_concurrency
@@ -307,12 +309,12 @@ class Service:
 
     async def run(self, work: Any) -> Any:
         """``work()`` in the worker pool within the timeout; 503 with Retry-After when the pool and its queue
-        (as many waiting as workers) are full."""
-        if self.busy >= 2 * self.max_concurrency:
+        (``max_queue`` waiting) are full."""
+        if self.busy >= self.max_concurrency + self.max_queue:
             raise ServiceError(
                 503,
                 "busy",
-                f"all {self.max_concurrency} workers are busy and {self.max_concurrency} requests wait; retry later",
+                f"all {self.max_concurrency} workers are busy and {self.max_queue} requests wait; retry later",
                 headers={"Retry-After": "1"},
             )
         self.busy += 1
@@ -375,10 +377,11 @@ def create_app(
     cache_bytes: int = 256 * 2**20,
     max_concurrency: int = 2,
     timeout_s: float = 30.0,
+    max_queue: int = 64,
 ) -> FastAPI:
     """The service over ``models`` (see ``fastadapt serve``). ``api_key_hashes``: sha256 hex digests of the
     accepted keys, or ``None`` for no authentication."""
-    service = Service(models, api_key_hashes, limits, cache_items, cache_bytes, max_concurrency, timeout_s)
+    service = Service(models, api_key_hashes, limits, cache_items, cache_bytes, max_concurrency, timeout_s, max_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
