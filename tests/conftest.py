@@ -98,6 +98,19 @@ def omniglot_dir(shared_data: Path) -> Path:
     return shared_data / "omniglot"
 
 
+@pytest.fixture(scope="session")
+def _omniglot_session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("omniglot-cache")
+
+
+@pytest.fixture
+def decoded_omniglot(omniglot_dir: Path, _omniglot_session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``omniglot_dir``, with a data cache shared by the tests that only read Omniglot: its 32,460 PNGs are
+    decoded once a session, not once a test (the cache's own tests in test_omniglot.py keep their own)."""
+    monkeypatch.setenv("FASTADAPT_DATA", str(_omniglot_session_cache))
+    return omniglot_dir
+
+
 @pytest.fixture
 def single_thread() -> Iterator[None]:
     """One intra-op thread while a test runs. Tests on tiny tensors are dominated by thread hand-offs:

@@ -17,7 +17,7 @@ GENERATED = ("mnist_maml", "cifarfs_protonet_5w1s", "miniimagenet_protonet_5w1s"
 def test_every_shipped_config_loads_and_builds(name: str, request: pytest.FixtureRequest) -> None:
     overrides = []
     if name.startswith("omniglot"):
-        overrides = [f"data.root={request.getfixturevalue('omniglot_dir')}"]
+        overrides = [f"data.root={request.getfixturevalue('decoded_omniglot')}"]
     if name.startswith("clinc150"):  # hashed n-grams: the sentence encoder is tested in test_text.py
         overrides = [f"data.root={request.getfixturevalue('clinc150_dir')}", "data.encoder=hashed-ngrams:256"]
     config = resolve_config(name, overrides)

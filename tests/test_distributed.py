@@ -32,7 +32,7 @@ FASTADAPT = [sys.executable, "-m", "fastadapt"]
 #: Small second-order MAML and ProtoNet on digits, in float64 in the scripts below.
 DIGITS = ["model.channels=8", "training.meta_batch_size=6", "training.strategy=loop"]
 SINUSOID = [
-    "training.iterations=240",
+    "training.iterations=160",
     "training.meta_batch_size=4",
     "training.val_every=100",
     "training.val_episodes=10",
@@ -49,7 +49,7 @@ from fastadapt.evaluation import evaluate
 from fastadapt.training import DistributedError, build_experiment, join_process_group, resolve_config
 
 out, overrides = sys.argv[1], sys.argv[2:]
-group = join_process_group(torch.device("cpu"), 8)
+group = join_process_group(torch.device("cpu"), 5)
 grads_out, rows = {}, {}
 for name in ("digits_maml", "digits_protonet"):
     exp = build_experiment(resolve_config(name, overrides))
@@ -74,7 +74,7 @@ except DistributedError as error:
     messages["drift"] = str(error)
 start = time.monotonic()
 if group.rank == 1:
-    time.sleep(group.timeout_s + 6)  # a hung rank: rank 0's next collective must give up after the timeout
+    time.sleep(group.timeout_s + 3)  # a hung rank: rank 0's next collective must give up after the timeout
 try:
     group.all_sum([torch.zeros(3)])
 except DistributedError as error:
@@ -176,8 +176,8 @@ def test_two_processes_give_the_one_process_meta_gradient_and_evaluation(tmp_pat
     messages = json.loads((tmp_path / "messages.json").read_text())
     assert messages["drift"].startswith("at step 0 the parameters of rank(s) [1] differ from rank 0's")
     assert messages["hang"].startswith("rank 0 of 2: all_reduce of the meta-gradient at step 0 failed (")
-    assert "another rank died or stopped answering (timeout 8 s, training.dist_timeout)" in messages["hang"]
-    assert 7 < messages["waited"] < 30
+    assert "another rank died or stopped answering (timeout 5 s, training.dist_timeout)" in messages["hang"]
+    assert 4 < messages["waited"] < 30
 
 
 def test_twenty_iterations_on_two_processes_match_one_process(tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ def _run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[st
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A 2-process sinusoid run of 240 iterations without interruption: the reference for resumed ones."""
+    """A 2-process sinusoid run of 160 iterations without interruption: the reference for resumed ones."""
     run = tmp_path_factory.mktemp("dist") / "reference"
     done = _run_cli("train", "sinusoid_maml", *SINUSOID, "--run-dir", str(run), "--nproc", "2", "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -281,52 +281,12 @@ def test_a_killed_rank_is_restarted_from_the_last_checkpoint_bit_identically(
     reference, resumed = _params(uninterrupted), _params(run)
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
-    assert steps == list(range(10, 241, 10))  # the rows past the checkpoint were dropped, none repeated
+    assert steps == list(range(10, 161, 10))  # the rows past the checkpoint were dropped, none repeated
 
 
-def test_a_dead_rank_stops_the_other_with_a_message_and_resume_is_bit_identical(
-    uninterrupted: Path, tmp_path: Path
-) -> None:
-    run, port = tmp_path / "killed", _free_port()
-    ranks = []
-    for rank in (0, 1):
-        env = os.environ | {
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "LOCAL_WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-        ranks.append(
-            subprocess.Popen(
-                [*FASTADAPT, "train", "sinusoid_maml", *SINUSOID, "--run-dir", str(run), "--no-progress"],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    _wait_for_step(run, 40, ranks[0])
-    ranks[1].kill()
-    killed = time.monotonic()
-    _, err = ranks[0].communicate(timeout=90)
-    assert time.monotonic() - killed < 60
-    assert ranks[0].returncode == 2
-    assert "error: rank 0 of 2: all_reduce of the meta-gradient at step" in err
-    assert "another rank died or stopped answering" in err and "--resume" in err
-    assert len(err.strip().splitlines()[-1]) > 50 and "Traceback" not in err
-    ranks[1].communicate()
-    done = _run_cli(
-        "train", "sinusoid_maml", *SINUSOID, "--run-dir", str(run), "--nproc", "2", "--resume", "--no-progress"
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    reference, resumed = _params(uninterrupted), _params(run)
-    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
-
-
-def test_two_nodes_on_loopback_train_the_same_model(uninterrupted: Path, tmp_path: Path) -> None:
-    run, port = tmp_path / "nodes", _free_port()
+def _two_nodes(run: Path, *flags: str) -> None:
+    """Two torchrun launchers on loopback, as two machines would run them (``--nnodes 2``, node ranks 0 and 1)."""
+    port = _free_port()
     launchers = [
         subprocess.Popen(
             [
@@ -344,6 +304,7 @@ def test_two_nodes_on_loopback_train_the_same_model(uninterrupted: Path, tmp_pat
                 "--run-dir",
                 str(run),
                 "--no-progress",
+                *flags,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -354,20 +315,47 @@ def test_two_nodes_on_loopback_train_the_same_model(uninterrupted: Path, tmp_pat
     for launcher in launchers:
         _, err = launcher.communicate(timeout=240)
         assert launcher.returncode == 0, err[-3000:]
-    reference, nodes = _params(uninterrupted), _params(run)
-    assert all(torch.equal(reference[k], nodes[k]) for k in reference)
+
+
+def test_a_dead_rank_stops_the_other_and_two_nodes_resume_it_bit_identically(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    run, port = tmp_path / "killed", _free_port()
+    ranks = []
+    for rank in (0, 1):
+        env = os.environ | {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+                            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+        command = [*FASTADAPT, "train", "sinusoid_maml", *SINUSOID, "--run-dir", str(run), "--no-progress"]
+        ranks.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    _wait_for_step(run, 40, ranks[0])
+    ranks[1].kill()
+    killed = time.monotonic()
+    _, err = ranks[0].communicate(timeout=90)
+    assert time.monotonic() - killed < 60
+    assert ranks[0].returncode == 2
+    assert "error: rank 0 of 2: all_reduce of the meta-gradient at step" in err
+    assert "another rank died or stopped answering" in err and "--resume" in err
+    assert len(err.strip().splitlines()[-1]) > 50 and "Traceback" not in err
+    ranks[1].communicate()
+    _two_nodes(run, "--resume")  # the same world size on two "machines": the run ends as an uninterrupted one
+    reference, resumed = _params(uninterrupted), _params(run)
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
 
 
 def test_distributed_settings_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    done = _run_cli("train", "sinusoid_maml", "training.dist_timeout=0", "--nproc", "2")
-    assert done.returncode == 2
-    assert done.stderr.strip().endswith("sinusoid_maml.yaml: training.dist_timeout=0.0 must be a finite number > 0")
-    done = _run_cli("train", "sinusoid_maml", "--max-restarts", "2")
-    assert done.stderr.strip() == "error: --max-restarts applies to --nproc N > 1 (or torchrun's own --max-restarts)"
+    from click.testing import CliRunner
+
+    from fastadapt.cli import main
+
+    done = CliRunner().invoke(main, ["train", "sinusoid_maml", "training.dist_timeout=0", "--nproc", "2"])
+    assert done.exit_code == 2  # refused before torchrun starts
+    assert done.output.strip().endswith("sinusoid_maml.yaml: training.dist_timeout=0.0 must be a finite number > 0")
+    done = CliRunner().invoke(main, ["train", "sinusoid_maml", "--max-restarts", "2"])
+    assert done.output.strip() == "error: --max-restarts applies to --nproc N > 1 (or torchrun's own --max-restarts)"
     monkeypatch.setenv("WORLD_SIZE", "2")
-    done = _run_cli("train", "sinusoid_maml")
-    assert done.returncode == 2
-    assert "error: --run-dir is required with 2 processes" in done.stderr
+    done = CliRunner().invoke(main, ["train", "sinusoid_maml"])
+    assert done.exit_code == 2
+    assert "error: --run-dir is required with 2 processes" in done.output
     group = Group(rank=0, world_size=5, backend="gloo", timeout_s=1, device=torch.device("cpu"))
     exp = build_experiment(resolve_config("sinusoid_maml", ["training.meta_batch_size=4"]))
     with pytest.raises(ConfigError, match=r"training\.meta_batch_size=4 is smaller than the 5 processes"):

@@ -10,12 +10,12 @@ from fastadapt.training import Trainer, build_experiment, evaluate_run, resolve_
 
 
 @pytest.mark.slow
-def test_protonet_on_omniglot_is_far_above_chance(tmp_path: Path, omniglot_dir: Path) -> None:
+def test_protonet_on_omniglot_is_far_above_chance(tmp_path: Path, decoded_omniglot: Path) -> None:
     config = resolve_config(
         "omniglot_protonet_5w1s",
         [
-            f"data.root={omniglot_dir}",
-            "training.iterations=150",
+            f"data.root={decoded_omniglot}",
+            "training.iterations=75",  # 85 % after 75 (100 test episodes); the bar is 60 %
             "training.meta_batch_size=2",
             "training.val_every=0",
             "task.train_ways=20",  # 20-way training episodes: a third of the shipped 60-way cost
