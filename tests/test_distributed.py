@@ -360,3 +360,26 @@ def test_distributed_settings_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_p
     exp = build_experiment(resolve_config("sinusoid_maml", ["training.meta_batch_size=4"]))
     with pytest.raises(ConfigError, match=r"training\.meta_batch_size=4 is smaller than the 5 processes"):
         Trainer(exp, tmp_path / "run", progress=False, group=group)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds torchrun's workers through /proc (Linux)")
+def test_sigterm_to_nproc_stops_torchrun_and_its_workers(tmp_path: Path) -> None:
+    run = tmp_path / "stopped"
+    command = [*FASTADAPT, "train", "sinusoid_maml", *SINUSOID, "training.iterations=100000", "--run-dir", str(run),
+               "--nproc", "2", "--no-progress"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_step(run, 20, process)
+    workers = [_descendant_with_rank(process.pid, rank) for rank in (0, 1)]
+    process.terminate()  # what a job scheduler sends
+    process.communicate(timeout=60)
+    start = time.monotonic()
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in workers):
+        assert time.monotonic() - start < 30, "a worker outlived the stopped launcher"
+        time.sleep(0.1)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (FileNotFoundError, IndexError):
+        return "zombie"

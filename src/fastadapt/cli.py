@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -183,7 +184,13 @@ def _launch(
         str(run_dir),
         *flags,
     ]
-    return subprocess.call(command)
+    process = subprocess.Popen(command)
+    # a scheduler's SIGTERM to this process reaches torchrun, which stops its workers (Ctrl-C reaches the group)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @main.command()
