@@ -156,8 +156,7 @@ def _train(
     trainer = Trainer(build_experiment(config), run_dir, progress=progress)
     trainer.run(resume=resume, checkpoint=checkpoint)
     if trainer.group is not None:
-        trainer.group.barrier("the last barrier")  # rank 0's last checkpoint is written before anyone leaves
-        trainer.group.close()
+        trainer.group.close()  # a barrier first: rank 0's last checkpoint is written before anyone leaves
     return run_dir
 
 

@@ -158,8 +158,15 @@ class Group:
         self._collective(what, lambda: dist.barrier())
 
     def close(self) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        """Leaves the group together with the other ranks (a barrier first: a rank that tore its sockets down while
+        another was still finishing made gloo abort that one), then destroys it."""
+        if not dist.is_initialized():
+            return
+        try:
+            self.barrier("the closing barrier")
+        except DistributedError:
+            pass  # the others are gone already: nothing to wait for
+        dist.destroy_process_group()
 
 
 def join_process_group(device: torch.device, timeout_s: float) -> Group | None:
