@@ -33,8 +33,8 @@ from torch import Tensor
 
 from ._config import ConfigError
 
-#: torchrun's variables: which process this is, of how many, on this machine and in all.
-RANK_ENV, WORLD_ENV, LOCAL_RANK_ENV, LOCAL_WORLD_ENV = "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"
+#: torchrun's variables: which process this is, and of how many.
+RANK_ENV, WORLD_ENV = "RANK", "WORLD_SIZE"
 #: Set by torchrun to the number of times it has restarted the workers (``--max-restarts``).
 RESTARTS_ENV = "TORCHELASTIC_RESTART_COUNT"
 
