@@ -9,6 +9,11 @@ under ``torch.no_grad()`` (no graph is kept at serving time), measured after all
 
     python benchmarks/hypernet_results.py --runs runs/hypernet        # writes runs/hypernet/results.jsonl
     python benchmarks/hypernet_results.py --runs runs/hypernet --markdown
+
+``--seeds N`` trains every model with ``training.seed`` 0..N-1 (run directories ``...-seedS`` past seed 0) and
+tests each on the same episodes; the table then adds, per row, the mean and Student-t 95% interval over the
+seeds of the test metric and of the paired difference from the same seed's MAML-5, and on how many seeds the
+row beat MAML-5. Adaptation times are measured on seed 0's models.
 """
 
 from __future__ import annotations
@@ -23,14 +28,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastadapt.evaluation import evaluate, paired_comparison
+from fastadapt.evaluation import evaluate, mean_ci95_t, paired_comparison
 from fastadapt.training import Trainer, build_experiment, load_run, resolve_config
 
 #: (setting, shipped config, overrides) of every trained model; the method name is the config's algorithm.
 SINUSOID_SHOTS = (5, 10, 20)
 
 
-def plan(iterations: dict[str, int], omniglot_root: str | None) -> list[tuple[str, str, str, list[str]]]:
+def plan(
+    iterations: dict[str, int], omniglot_root: str | None, omniglot_refine: bool = True
+) -> list[tuple[str, str, str, list[str]]]:
     rows = []
     for shots in SINUSOID_SHOTS:
         setting = f"sinusoid K={shots}"
@@ -65,8 +72,9 @@ def plan(iterations: dict[str, int], omniglot_root: str | None) -> list[tuple[st
         rows += [
             ("omniglot 5w1s", "maml", "omniglot_maml_5w1s", [*maml, "training.strategy=loop"]),
             ("omniglot 5w1s", "hypernet k=0", "omniglot_hypernet_5w1s", hyper),
-            ("omniglot 5w1s", "hypernet k=1", "omniglot_hypernet_5w1s", [*hyper, *refine]),
         ]
+        if omniglot_refine:
+            rows.append(("omniglot 5w1s", "hypernet k=1", "omniglot_hypernet_5w1s", [*hyper, *refine]))
     return rows
 
 
@@ -90,22 +98,32 @@ def adapt_ms(run_dir: Path, steps: int | None, tasks: int = 200) -> float:
     return statistics.median(times)
 
 
-def run(runs: Path, iterations: dict[str, int], episodes: int, omniglot_root: str | None, train_only: bool) -> None:
+def run(
+    runs: Path,
+    iterations: dict[str, int],
+    episodes: int,
+    omniglot_root: str | None,
+    train_only: bool,
+    seeds: int = 1,
+    omniglot_refine: bool = True,
+) -> None:
     runs.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
-    trained: list[tuple[str, str, Path, float]] = []
-    for setting, method, config_name, overrides in plan(iterations, omniglot_root):
-        run_dir = runs / f"{setting}-{method}".replace(" ", "_").replace("=", "")
-        config = resolve_config(config_name, overrides)
-        start = time.perf_counter()
-        resume = (run_dir / "checkpoints" / "last.safetensors").exists()  # an interrupted run continues
-        Trainer(build_experiment(config), run_dir, progress=False).run(resume=resume)
-        trained.append((setting, method, run_dir, time.perf_counter() - start))
-        print(f"trained {setting} {method} in {trained[-1][3]:.0f} s", flush=True)
+    trained: list[tuple[str, str, int, Path, float]] = []
+    for seed in range(seeds):
+        for setting, method, config_name, overrides in plan(iterations, omniglot_root, omniglot_refine):
+            name = f"{setting}-{method}".replace(" ", "_").replace("=", "")
+            run_dir = runs / (name if seed == 0 else f"{name}-seed{seed}")
+            config = resolve_config(config_name, [*overrides, f"training.seed={seed}"])
+            start = time.perf_counter()
+            resume = (run_dir / "checkpoints" / "last.safetensors").exists()  # an interrupted run continues
+            Trainer(build_experiment(config), run_dir, progress=False).run(resume=resume)
+            trained.append((setting, method, seed, run_dir, time.perf_counter() - start))
+            print(f"trained {setting} {method} seed {seed} in {trained[-1][4]:.0f} s", flush=True)
     if train_only:
         return
-    scores: dict[tuple[str, str], list[float]] = {}
-    for setting, method, run_dir, seconds in trained:
+    scores: dict[tuple[str, str, int], list[float]] = {}
+    for setting, method, seed, run_dir, seconds in trained:
         experiment, params, _ = load_run(run_dir)
         steps_list = [1, 5] if method == "maml" else [experiment.config.algorithm.test_steps]
         for steps in steps_list:
@@ -118,11 +136,12 @@ def run(runs: Path, iterations: dict[str, int], episodes: int, omniglot_root: st
                 steps=steps,
             )
             name = f"{method} ({steps} steps)" if method == "maml" else method
-            scores[(setting, name)] = [r["after"] for r in result.per_episode]
+            scores[(setting, name, seed)] = [r["after"] for r in result.per_episode]
             results.append(
                 {
                     "setting": setting,
                     "method": name,
+                    "seed": seed,
                     "metric": result.metric,
                     "mean": result.mean,
                     "ci95": result.ci95,
@@ -134,11 +153,12 @@ def run(runs: Path, iterations: dict[str, int], episodes: int, omniglot_root: st
                 }
             )
     for row in results:  # timing last, in one quiet phase
-        row["adapt_ms"] = adapt_ms(Path(row["run_dir"]), row["steps"])
-        reference = scores.get((row["setting"], "maml (5 steps)"))
+        if row["seed"] == 0:
+            row["adapt_ms"] = adapt_ms(Path(row["run_dir"]), row["steps"])
+        reference = scores.get((row["setting"], "maml (5 steps)", row["seed"]))
         if reference is not None and row["method"] != "maml (5 steps)":
             sign = -1.0 if row["metric"] == "mse" else 1.0  # positive: better than MAML-5
-            mine = np.asarray(scores[(row["setting"], row["method"])])
+            mine = np.asarray(scores[(row["setting"], row["method"], row["seed"])])
             paired = paired_comparison(sign * mine, sign * np.asarray(reference))
             row["vs_maml5"] = {
                 "difference": paired.difference, "low": paired.ci_low, "high": paired.ci_high, "p": paired.p_value
@@ -150,11 +170,15 @@ def run(runs: Path, iterations: dict[str, int], episodes: int, omniglot_root: st
 
 
 def markdown(runs: Path) -> str:
-    rows = [json.loads(line) for line in (runs / "results.jsonl").read_text().splitlines()]
-    lines = [
-        "| setting | method | test metric (600 episodes) | vs MAML-5 (paired, 95% CI) | adapt ms | speed-up |",
-        "|---|---|---|---|---|---|",
-    ]
+    every = [json.loads(line) for line in (runs / "results.jsonl").read_text().splitlines()]
+    rows = [r for r in every if r.get("seed", 0) == 0]
+    seeds = len({r.get("seed", 0) for r in every})
+    header = "| setting | method | test metric (600 episodes) | vs MAML-5 (paired, 95% CI) | adapt ms | speed-up |"
+    rule = "|---|---|---|---|---|---|"
+    if seeds > 1:
+        header += f" over {seeds} training seeds: metric | vs MAML-5 | seeds better |"
+        rule += "---|---|---|"
+    lines = [header, rule]
     for row in rows:
         scale, unit = (100.0, " %") if row["metric"] == "accuracy" else (1.0, " MSE")
         maml5 = next(r for r in rows if r["setting"] == row["setting"] and r["method"] == "maml (5 steps)")
@@ -162,10 +186,21 @@ def markdown(runs: Path) -> str:
         if "vs_maml5" in row:
             v = row["vs_maml5"]
             versus = f"{v['difference'] * scale:+.3f} [{v['low'] * scale:+.3f}, {v['high'] * scale:+.3f}]"
-        lines.append(
+        line = (
             f"| {row['setting']} | {row['method']} | {row['mean'] * scale:.3f} ± {row['ci95'] * scale:.3f}{unit} | "
             f"{versus} | {row['adapt_ms']:.3f} | {maml5['adapt_ms'] / row['adapt_ms']:.1f}× faster |"
         )
+        if seeds > 1:
+            same = [r for r in every if r["setting"] == row["setting"] and r["method"] == row["method"]]
+            mean, ci = mean_ci95_t([r["mean"] * scale for r in same])
+            line += f" {mean:.3f} ± {ci:.3f} |"
+            differences = [r["vs_maml5"]["difference"] * scale for r in same if "vs_maml5" in r]
+            if differences:
+                d_mean, d_ci = mean_ci95_t(differences)
+                line += f" {d_mean:+.3f} ± {d_ci:.3f} | {sum(d > 0 for d in differences)}/{len(differences)} |"
+            else:
+                line += " — | |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -181,6 +216,10 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training and evaluation")
     parser.add_argument("--markdown", action="store_true", help="Print the table of a finished run.")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per model (0..N-1)")
+    parser.add_argument(
+        "--no-omniglot-refine", action="store_true", help="leave out Omniglot's hypernetwork with k = 1"
+    )
     args = parser.parse_args()
     if args.markdown:
         print(markdown(args.runs))
@@ -193,7 +232,15 @@ def main() -> None:
         "omniglot_maml": args.omniglot_maml_iterations,
         "omniglot_hypernet": args.omniglot_hypernet_iterations,
     }
-    run(args.runs, iterations, args.episodes, args.omniglot_root, args.train_only)
+    run(
+        args.runs,
+        iterations,
+        args.episodes,
+        args.omniglot_root,
+        args.train_only,
+        args.seeds,
+        not args.no_omniglot_refine,
+    )
     if not args.train_only:
         print(markdown(args.runs))
 

@@ -123,12 +123,19 @@ def run(command: list[str]) -> tuple[str, float]:
     return done.stdout, time.perf_counter() - start
 
 
-def run_row(row: Row, root: str, runs: Path, results: Path, seed: int = 0) -> None:
+def run_row(row: Row, root: str, runs: Path, results: Path, seed: int = 0, first: dict | None = None) -> None:
+    """Train and evaluate one row at one training seed. ``first`` is the row's seed-0 record: the other seeds
+    reuse its iteration count and strategy, so that the seeds differ in nothing but the seed."""
     config = f"omniglot_{row.algorithm}_5w1s"
     overrides = [f"data.root={root}", *row.overrides(), *([f"training.seed={seed}"] if seed else [])]
-    per_iteration, tasks, strategy = seconds_per_iteration(config, overrides)
+    if first is None:
+        per_iteration, tasks, strategy = seconds_per_iteration(config, overrides)
+        iterations = max(20, int(row.budget_s / per_iteration) // 10 * 10)
+    else:
+        per_iteration, tasks = first["seconds_per_iteration"], first["tasks_per_iteration"]
+        iterations = first["iterations"]
+        strategy = re.search(r"training\.strategy=(\w+)", first["train_command"]).group(1)  # type: ignore[union-attr]
     overrides.append(f"training.strategy={strategy}")
-    iterations = max(20, int(row.budget_s / per_iteration) // 10 * 10)
     run_dir = runs / (row.key if seed == 0 else f"{row.key}-seed{seed}")
     train = [
         "fastadapt", "train", config, *overrides, f"training.iterations={iterations}", "training.val_every=0",
@@ -206,20 +213,18 @@ def main() -> None:
         print(markdown(results))
         return
     args.runs.mkdir(parents=True, exist_ok=True)
-    done = (
-        {
-            (f"{r['algorithm']}_{r['setting']}", r.get("seed", 0))
-            for r in map(json.loads, results.read_text().splitlines())
-        }
-        if (results.exists())
-        else set()
-    )
     for row in ROWS:
         for seed in range(args.seeds):
+            done = {
+                (f"{r['algorithm']}_{r['setting']}", r.get("seed", 0)): r
+                for r in map(json.loads, results.read_text().splitlines() if results.exists() else [])
+            }
             if (row.key, seed) in done or (args.only and row.key not in args.only):
                 continue
+            if seed and (row.key, 0) not in done:
+                continue  # seed 0 failed: it sets the iteration count of the others
             try:
-                run_row(row, args.root, args.runs, results, seed)
+                run_row(row, args.root, args.runs, results, seed, done.get((row.key, 0)) if seed else None)
             except RuntimeError as error:
                 print(error, file=sys.stderr, flush=True)
 

@@ -28,7 +28,7 @@ from fastadapt.typing import Params
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-NAMES = ["anil", "fomaml", "hypernet", "logistic", "maml", "metasgd", "protonet", "reptile", "ridge"]
+NAMES = ["anil", "fomaml", "hypernet", "imaml", "logistic", "maml", "metasgd", "protonet", "reptile", "ridge"]
 
 
 def small_mlp() -> MLP:

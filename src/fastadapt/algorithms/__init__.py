@@ -27,6 +27,8 @@ from ._registry import REGISTRY as REGISTRY
 from ._registry import build_algorithm as build_algorithm
 from .anil import ANIL as ANIL
 from .hypernet import HyperNet as HyperNet
+from .imaml import IMAML as IMAML
+from .imaml import conjugate_gradient as conjugate_gradient
 from .logistic import Logistic as Logistic
 from .maml import MAML as MAML
 from .metasgd import MetaSGD as MetaSGD

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..tasks import TaskBatch
 from ..typing import Params
-from ._functional import native_norms
+from ._functional import CHECKPOINT_UNDER_VMAP, native_norms
 from ._protocol import Algorithm
 
 Strategy = Literal["loop", "vmap", "chunked"]
@@ -33,6 +33,8 @@ STRATEGIES: tuple[Strategy, ...] = ("loop", "vmap", "chunked")
 
 def vmap_hazard(algorithm: Algorithm) -> str | None:
     """Why ``vmap`` must not batch ``algorithm``'s meta-gradient, or ``None`` when it may."""
+    if getattr(algorithm, "checkpoint_inner", False):
+        return CHECKPOINT_UNDER_VMAP
     module = getattr(algorithm, "second_order", None)
     norms = native_norms(module) if isinstance(module, nn.Module) else []
     if not norms:

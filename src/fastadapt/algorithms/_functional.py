@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -88,6 +89,7 @@ def gradient_descent(
     lr: float | Params,
     steps: int,
     first_order: bool,
+    checkpoint: bool = False,
 ) -> Params:
     """``steps`` of plain gradient descent on ``loss_fn`` starting from ``params``.
 
@@ -98,16 +100,41 @@ def gradient_descent(
 
     Args:
         lr: one learning rate, or one tensor per parameter (same keys as ``params``).
+        checkpoint: keep only each step's output weights, not its graph, and recompute the step in the backward
+            pass (``torch.utils.checkpoint``, non-reentrant, which supports the gradient taken inside the step):
+            second-order memory then stays about one step's whatever ``steps`` is, for about one more support
+            forward and backward per step. Not under ``torch.func`` transforms (use the loop strategy).
     """
-    fast = params
-    for _ in range(steps):
+
+    def step(fast: Params) -> Params:
         at = {k: v.detach() for k, v in fast.items()} if first_order else fast
         grads = gradients(loss_fn, at, create_graph=not first_order and torch.is_grad_enabled())
         if isinstance(lr, dict):
-            fast = {k: v - lr[k] * grads[k] for k, v in fast.items()}
+            return {k: v - lr[k] * grads[k] for k, v in fast.items()}
+        return {k: v - lr * grads[k] for k, v in fast.items()}
+
+    recompute = checkpoint and not first_order and torch.is_grad_enabled()
+    if recompute and under_functorch():
+        raise ValueError(CHECKPOINT_UNDER_VMAP)
+    fast = params
+    names = list(params)
+    for _ in range(steps):
+        if recompute:
+            values = torch.utils.checkpoint.checkpoint(
+                lambda *v: tuple(step(dict(zip(names, v, strict=True))).values()),
+                *(fast[k] for k in names),
+                use_reentrant=False,
+            )
+            fast = dict(zip(names, values, strict=True))
         else:
-            fast = {k: v - lr * grads[k] for k, v in fast.items()}
+            fast = step(fast)
     return fast
+
+
+CHECKPOINT_UNDER_VMAP = (
+    "algorithm.checkpoint_inner recomputes the inner steps with torch.utils.checkpoint, which does not compose "
+    "with torch.func.vmap; use training.strategy=loop"
+)
 
 
 def class_means(features: Tensor, labels: Tensor, ways: int) -> Tensor:
@@ -128,10 +155,11 @@ def fine_tune(
     lr: float | Params,
     steps: int,
     first_order: bool,
+    checkpoint: bool = False,
 ) -> Params:
     """``steps`` of gradient descent on the whole model's support loss (MAML, Meta-SGD, Reptile)."""
 
     def support_loss(p: Params) -> Tensor:
         return loss(forward(model, p, support_x), support_y)
 
-    return gradient_descent(support_loss, params, lr, steps, first_order)
+    return gradient_descent(support_loss, params, lr, steps, first_order, checkpoint)

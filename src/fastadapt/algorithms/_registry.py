@@ -11,6 +11,7 @@ from torch import nn
 from ._protocol import Algorithm
 from .anil import ANIL
 from .hypernet import HyperNet
+from .imaml import IMAML
 from .logistic import Logistic
 from .maml import MAML
 from .metasgd import MetaSGD
@@ -32,6 +33,11 @@ REGISTRY: dict[str, Entry] = {
         "first-order MAML",
         "Finn et al. 2017, arXiv:1703.03400",
         lambda **kw: MAML(first_order=True, name="fomaml", **kw),
+    ),
+    "imaml": Entry(
+        "implicit MAML: proximal inner problem, conjugate-gradient meta-gradient, memory constant in inner steps",
+        "Rajeswaran et al. 2019, arXiv:1909.04630",
+        IMAML,
     ),
     "anil": Entry("ANIL: only the head adapts", "Raghu et al. 2020, arXiv:1909.09157", ANIL),
     "metasgd": Entry("Meta-SGD: learned per-parameter learning rates", "Li et al. 2017, arXiv:1707.09835", MetaSGD),

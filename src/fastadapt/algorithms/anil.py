@@ -26,7 +26,7 @@ class ANIL:
     Args:
         model: any ``nn.Module``.
         head: the sub-module that adapts (``"classifier"``), or a list of parameter-name prefixes.
-        loss, metric, inner_lr, inner_steps, first_order: as for :class:`~fastadapt.algorithms.MAML`.
+        loss, metric, inner_lr, inner_steps, first_order, checkpoint_inner: as for :class:`~fastadapt.algorithms.MAML`.
     """
 
     model: nn.Module
@@ -35,6 +35,7 @@ class ANIL:
     inner_lr: float = 0.4
     inner_steps: int = 1
     first_order: bool = False
+    checkpoint_inner: bool = False  # recompute inner steps in the backward (memory flat in inner_steps)
     head: HeadSpec = "head"
     name: str = "anil"
     split: HeadSplit = field(init=False, repr=False)
@@ -68,7 +69,8 @@ class ANIL:
             return self.loss(self._head_outputs(params, head, support_x, features), support_y)
 
         n = self.inner_steps if steps is None else steps
-        return gradient_descent(support_loss, self.split.head_params(params), self.inner_lr, n, self.first_order)
+        head = self.split.head_params(params)
+        return gradient_descent(support_loss, head, self.inner_lr, n, self.first_order, self.checkpoint_inner)
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         return self._head_outputs(params, state, x, self._features(params, x))

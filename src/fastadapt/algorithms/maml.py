@@ -24,6 +24,9 @@ class MAML:
         inner_lr: inner-loop step size (0.4 for Omniglot 5-way, 0.01 for sinusoid in the paper).
         inner_steps: inner steps during meta-training.
         first_order: FOMAML: no gradient through the inner gradients.
+        checkpoint_inner: recompute each inner step in the backward pass (``torch.utils.checkpoint``) instead of
+            keeping its graph: memory about flat in ``inner_steps``, for one more support forward and backward
+            per step; loop strategy only.
     """
 
     model: nn.Module
@@ -32,10 +35,13 @@ class MAML:
     inner_lr: float = 0.4
     inner_steps: int = 1
     first_order: bool = False
+    checkpoint_inner: bool = False  # recompute inner steps in the backward (memory flat in inner_steps)
     name: str = "maml"
 
     def __post_init__(self) -> None:
         resolve_objective(self)
+        if self.checkpoint_inner and self.first_order:
+            raise ValueError("checkpoint_inner applies to second order; first-order MAML keeps no inner graph")
 
     @property
     def second_order(self) -> nn.Module | None:
@@ -46,7 +52,17 @@ class MAML:
 
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         n = self.inner_steps if steps is None else steps
-        return fine_tune(self.model, self.loss, params, support_x, support_y, self.inner_lr, n, self.first_order)
+        return fine_tune(
+            self.model,
+            self.loss,
+            params,
+            support_x,
+            support_y,
+            self.inner_lr,
+            n,
+            self.first_order,
+            self.checkpoint_inner,
+        )
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         return forward(self.model, state, x)

@@ -45,6 +45,7 @@ class MetaSGD:
     inner_lr: float = 0.4
     inner_steps: int = 1
     first_order: bool = False
+    checkpoint_inner: bool = False  # recompute inner steps in the backward (memory flat in inner_steps)
     name: str = "metasgd"
 
     def __post_init__(self) -> None:
@@ -66,7 +67,10 @@ class MetaSGD:
     def adapt(self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         n = self.inner_steps if steps is None else steps
         rates = subset(params, LR_PREFIX)
-        return fine_tune(self.model, self.loss, self.weights(params), support_x, support_y, rates, n, self.first_order)
+        weights = self.weights(params)
+        return fine_tune(
+            self.model, self.loss, weights, support_x, support_y, rates, n, self.first_order, self.checkpoint_inner
+        )
 
     def predict(self, params: Params, state: Params, x: Tensor) -> Tensor:
         return forward(self.model, state, x)

@@ -160,7 +160,25 @@ def algorithm_options(config: Config, parts_loss: Any, parts_metric: Any, ways: 
             )
         return options | {"ways": ways, "head": head}
     options |= {"inner_lr": a.inner_lr, "inner_steps": a.inner_steps}
-    if a.name == "hypernet":
+    if a.name != "imaml":
+        for key in ("proximal", "cg_steps"):
+            if getattr(a, key) is not None:
+                raise ConfigError(f"algorithm.{key} applies to imaml, not {a.name!r}; remove it")
+    if a.checkpoint_inner:
+        if a.name not in ("maml", "anil", "metasgd") or a.first_order:
+            what = f"{a.name!r} with algorithm.first_order=true" if a.first_order else repr(a.name)
+            raise ConfigError(
+                "algorithm.checkpoint_inner applies to second-order maml, anil and metasgd (first-order and "
+                f"implicit gradients keep no inner graph to save), not {what}; remove it"
+            )
+        options["checkpoint_inner"] = True
+    if a.name == "imaml":
+        if a.first_order:
+            raise ConfigError(
+                "algorithm.first_order does not apply to 'imaml' (its meta-gradient is implicit); remove it"
+            )
+        options |= {k: getattr(a, k) for k in ("proximal", "cg_steps") if getattr(a, k) is not None}
+    elif a.name == "hypernet":
         options |= {"task_dim": a.task_dim, "generator_width": a.generator_width, "first_order": a.first_order}
         if ways is not None:
             options |= {"ways": ways, "head": head}

@@ -81,6 +81,11 @@ class AlgorithmConfig:
     metric: str | None = None  # a name in fastadapt.algorithms.METRICS (default: the suite's, e.g. accuracy)
     task_dim: int = 64  # hypernet: width of the regression set encoder's task representation
     generator_width: int = 128  # hypernet: hidden width of the set encoder and the weight generator
+    proximal: float | None = None  # imaml: strength lambda of the proximal term lambda/2 ||phi - theta||^2 (0.5)
+    cg_steps: int | None = None  # imaml: conjugate-gradient iterations of the implicit meta-gradient (5)
+    # maml, anil, metasgd (second order): recompute each inner step in the backward pass instead of keeping its
+    # graph (torch.utils.checkpoint), so memory stops growing with inner_steps; loop strategy only
+    checkpoint_inner: bool = False
 
 
 @dataclass(frozen=True)

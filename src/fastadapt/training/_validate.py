@@ -88,6 +88,8 @@ RULES: dict[str, Rule] = {
     "algorithm.test_steps": at_least(0),
     "algorithm.task_dim": at_least(1),
     "algorithm.generator_width": at_least(1),
+    "algorithm.proximal": positive,
+    "algorithm.cg_steps": at_least(1),
     "training.iterations": at_least(0),
     "training.meta_batch_size": at_least(1),
     "training.pretrain_steps": at_least(0),
