@@ -36,10 +36,13 @@ SINUSOID_SHOTS = (5, 10, 20)
 
 
 def plan(
-    iterations: dict[str, int], omniglot_root: str | None, omniglot_refine: bool = True
+    iterations: dict[str, int],
+    omniglot_root: str | None,
+    omniglot_refine: bool = True,
+    sinusoid_shots: tuple[int, ...] = SINUSOID_SHOTS,
 ) -> list[tuple[str, str, str, list[str]]]:
     rows = []
-    for shots in SINUSOID_SHOTS:
+    for shots in sinusoid_shots:
         setting = f"sinusoid K={shots}"
         common = [f"task.shots={shots}", f"training.iterations={iterations['sinusoid']}", "training.val_every=1000"]
         rows += [
@@ -106,12 +109,13 @@ def run(
     train_only: bool,
     seeds: int = 1,
     omniglot_refine: bool = True,
+    sinusoid_shots: tuple[int, ...] = SINUSOID_SHOTS,
 ) -> None:
     runs.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     trained: list[tuple[str, str, int, Path, float]] = []
     for seed in range(seeds):
-        for setting, method, config_name, overrides in plan(iterations, omniglot_root, omniglot_refine):
+        for setting, method, config_name, overrides in plan(iterations, omniglot_root, omniglot_refine, sinusoid_shots):
             name = f"{setting}-{method}".replace(" ", "_").replace("=", "")
             run_dir = runs / (name if seed == 0 else f"{name}-seed{seed}")
             config = resolve_config(config_name, [*overrides, f"training.seed={seed}"])
@@ -217,6 +221,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training and evaluation")
     parser.add_argument("--markdown", action="store_true", help="Print the table of a finished run.")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per model (0..N-1)")
+    parser.add_argument("--sinusoid-shots", type=int, nargs="*", default=list(SINUSOID_SHOTS), help="sinusoid K values")
     parser.add_argument(
         "--no-omniglot-refine", action="store_true", help="leave out Omniglot's hypernetwork with k = 1"
     )
@@ -240,6 +245,7 @@ def main() -> None:
         args.train_only,
         args.seeds,
         not args.no_omniglot_refine,
+        tuple(args.sinusoid_shots),
     )
     if not args.train_only:
         print(markdown(args.runs))

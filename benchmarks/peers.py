@@ -8,11 +8,15 @@ modules are data utilities only; ``--learn2learn-source DIR`` (an unpacked learn
 loads its pure-Python ``learn2learn.algorithms.maml`` and ``learn2learn.utils`` from DIR without running the
 package's ``__init__`` (which imports the compiled modules, gym and torchvision), so its MAML can be timed.
 
-Conv4, 5-way 1-shot, 15 queries per class, meta-batch 32, one inner step of lr 0.4, second order
-(``maml_so``) and first order (``maml_fo``), on identical synthetic inputs and identical initial weights.
-Each (configuration, library) is timed in a fresh process (one warm-up, then the median of ``--repeats``
+Conv4, 5-way 1-shot, 15 queries per class, meta-batch 32, inner lr 0.4, on identical synthetic inputs and
+identical initial weights. Cells (``CONFIGS``): second-order MAML at 1, 5 and 10 inner steps (``maml_so_N``),
+first-order MAML at 5 (``maml_fo_5``), second-order ANIL at 5 (``anil_so_5``; the peers adapt the head on the
+body's features, as fastadapt does), and fastadapt's iMAML at 5 and 10 steps (no peer has one).
+``fastadapt-checkpoint`` is second-order MAML with ``checkpoint_inner=True``.
+Each (cell, library) is timed in a fresh process (one warm-up, then the median of ``--repeats``
 meta-iterations) with its peak RSS above the process's RSS before the warm-up; the parent also checks that
-every library computes the same meta-gradient as fastadapt (max absolute difference).
+every library computes the same meta-gradient as fastadapt (max absolute difference). ``ratios`` holds the
+speed and memory ratios the performance targets name, from this one run.
 """
 
 from __future__ import annotations
@@ -30,15 +34,37 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from fastadapt.algorithms import meta_gradient
+from fastadapt.algorithms import ANIL, IMAML, MAML, Algorithm, meta_gradient
+from fastadapt.models import Conv4
 from fastadapt.tasks import TaskBatch
-from meta_throughput import reset_peak, run_worker, setup, status_mb
+from meta_throughput import LR, META_BATCH, QUERIES, SHOTS, WAYS, reset_peak, run_worker, status_mb
 
-CONFIGS = {"maml_so": "maml", "maml_fo": "fomaml"}  # -> meta_throughput keys (1 inner step, lr 0.4)
-LIBRARIES = ("fastadapt", "learn2learn", "higher")
+#: cell -> (algorithm, inner steps, first order); Conv4, 5-way 1-shot, 15 queries, meta-batch 32, inner lr 0.4
+CONFIGS: dict[str, tuple[str, int, bool]] = {
+    "maml_so_1": ("maml", 1, False),
+    "maml_so_5": ("maml", 5, False),
+    "maml_so_10": ("maml", 10, False),
+    "maml_fo_5": ("maml", 5, True),
+    "anil_so_5": ("anil", 5, False),
+    "imaml_5": ("imaml", 5, False),
+    "imaml_10": ("imaml", 10, False),
+}
+QUICK = ("maml_so_1", "maml_so_5", "anil_so_5")
+LIBRARIES = ("fastadapt", "fastadapt-channels-last", "fastadapt-checkpoint", "learn2learn", "higher")
+PEERS = ("learn2learn", "higher")
 SOURCE_ENV = "FASTADAPT_LEARN2LEARN_SOURCE"  # set from --learn2learn-source for the worker processes
+
+
+def libraries(config: str) -> tuple[str, ...]:
+    """Who runs a cell: iMAML is fastadapt's alone (the peers have none); checkpointing is second-order MAML's."""
+    kind, _, first_order = CONFIGS[config]
+    if kind == "imaml":
+        return ("fastadapt", "fastadapt-channels-last")
+    if kind == "maml" and not first_order:
+        return LIBRARIES
+    return ("fastadapt", "fastadapt-channels-last", *PEERS)
 
 
 def learn2learn_maml() -> Any:
@@ -60,33 +86,70 @@ def learn2learn_maml() -> Any:
     return MAML
 
 
-def _peer_gradient(library: str, model: nn.Module, batch: TaskBatch, lr: float, first_order: bool) -> list[Tensor]:
-    """One meta-gradient with a peer library, accumulated in ``model``'s ``.grad`` fields."""
+def _peer_gradient(
+    library: str, model: Conv4, batch: TaskBatch, lr: float, steps: int, first_order: bool, anil: bool
+) -> list[Tensor]:
+    """One meta-gradient with a peer library, accumulated in ``model``'s ``.grad`` fields. ANIL: the body's
+    features once per task, the library adapting the head alone on them."""
     model.zero_grad(set_to_none=True)
-    if library == "learn2learn":
-        maml = learn2learn_maml()(model, lr=lr, first_order=first_order)
-        for sx, sy, qx, qy in zip(*batch.tensors(), strict=True):
-            learner = maml.clone()
-            learner.adapt(F.cross_entropy(learner(sx), sy))
+    learner_of = model.head if anil else model
+    for sx, sy, qx, qy in zip(*batch.tensors(), strict=True):
+        if anil:
+            sx, qx = model.body(sx), model.body(qx)
+        if library == "learn2learn":
+            learner = learn2learn_maml()(learner_of, lr=lr, first_order=first_order).clone()
+            for _ in range(steps):
+                learner.adapt(F.cross_entropy(learner(sx), sy))
             (F.cross_entropy(learner(qx), qy) / len(batch)).backward()
-    else:
-        import higher
+        else:
+            import higher
 
-        inner = torch.optim.SGD(model.parameters(), lr=lr)
-        detach = (lambda grads: [g.detach() for g in grads]) if first_order else None
-        for sx, sy, qx, qy in zip(*batch.tensors(), strict=True):
-            with higher.innerloop_ctx(model, inner, copy_initial_weights=False) as (fmodel, diffopt):
-                diffopt.step(F.cross_entropy(fmodel(sx), sy), grad_callback=detach)
+            inner = torch.optim.SGD(learner_of.parameters(), lr=lr)
+            detach = (lambda grads: [g.detach() for g in grads]) if first_order else None
+            with higher.innerloop_ctx(learner_of, inner, copy_initial_weights=False) as (fmodel, diffopt):
+                for _ in range(steps):
+                    diffopt.step(F.cross_entropy(fmodel(sx), sy), grad_callback=detach)
                 (F.cross_entropy(fmodel(qx), qy) / len(batch)).backward()
     return [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
 
 
-def gradient_fn(config: str, library: str) -> Callable[[], list[Tensor]]:
-    algo, model, batch, lr = setup(CONFIGS[config])
-    if library == "fastadapt":
+def setup(
+    config: str, checkpoint: bool = False, channels_last: bool = False, float64: bool = False
+) -> tuple[Algorithm, Conv4, TaskBatch]:
+    """The cell's algorithm, model and meta-batch; ``float64``: the model and inputs in double precision and
+    a meta-batch of 4 (the meta-gradient check)."""
+    kind, steps, first_order = CONFIGS[config]
+    torch.manual_seed(0)
+    model = Conv4(in_channels=1, out_features=WAYS, image_size=28, hidden=64, channels_last=channels_last)
+    labels = torch.arange(WAYS)
+    batch = TaskBatch(
+        torch.randn(META_BATCH, WAYS * SHOTS, 1, 28, 28),
+        labels.repeat_interleave(SHOTS).repeat(META_BATCH, 1),
+        torch.randn(META_BATCH, WAYS * QUERIES, 1, 28, 28),
+        labels.repeat_interleave(QUERIES).repeat(META_BATCH, 1),
+    )
+    if float64:
+        model.double()
+        sx, sy, qx, qy = next(batch.chunks(4)).tensors()
+        batch = TaskBatch(sx.double(), sy, qx.double(), qy)
+    algo: Algorithm
+    if kind == "maml":
+        algo = MAML(model, inner_lr=LR, inner_steps=steps, first_order=first_order, checkpoint_inner=checkpoint)
+    elif kind == "anil":
+        algo = ANIL(model, inner_lr=LR, inner_steps=steps)
+    else:
+        algo = IMAML(model, inner_lr=LR, inner_steps=steps)
+    return algo, model, batch
+
+
+def gradient_fn(config: str, library: str, float64: bool = False) -> Callable[[], list[Tensor]]:
+    kind, steps, first_order = CONFIGS[config]
+    variant = {"checkpoint": library == "fastadapt-checkpoint", "channels_last": library == "fastadapt-channels-last"}
+    algo, model, batch = setup(config, float64=float64, **variant)
+    if library.startswith("fastadapt"):
         params = {k: v.requires_grad_() for k, v in algo.init_params().items()}
         return lambda: list(meta_gradient(algo, params, batch, "loop")[0].values())
-    return lambda: _peer_gradient(library, model, batch, lr, first_order=config == "maml_fo")
+    return lambda: _peer_gradient(library, model, batch, LR, steps, first_order, anil=kind == "anil")
 
 
 def worker(config: str, library: str, repeats: int) -> dict[str, Any]:
@@ -101,7 +164,7 @@ def worker(config: str, library: str, repeats: int) -> dict[str, Any]:
         run()
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    return {"tasks_per_s": 32 / seconds, "s_per_iter": seconds, "peak_mb": status_mb("VmHWM") - base}
+    return {"tasks_per_s": META_BATCH / seconds, "s_per_iter": seconds, "peak_mb": status_mb("VmHWM") - base}
 
 
 def spawn(config: str, library: str, repeats: int, timeout: float) -> dict[str, Any]:
@@ -110,7 +173,7 @@ def spawn(config: str, library: str, repeats: int, timeout: float) -> dict[str, 
 
 def available(library: str) -> str | None:
     """None if the library imports, else why not."""
-    if library == "fastadapt":
+    if library.startswith("fastadapt"):
         return None
     try:
         learn2learn_maml() if library == "learn2learn" else __import__(library)
@@ -120,10 +183,13 @@ def available(library: str) -> str | None:
 
 
 def max_grad_diff(config: str, library: str) -> float:
+    """The largest absolute difference from fastadapt's meta-gradient, in float64 on 4 of the tasks: in float32
+    a 5-step meta-gradient on these random inputs moves by ~0.1 with the rounding of the kernels (float32 against
+    float64: 0.12), so only a float64 comparison can tell a wrong meta-gradient from a reordered sum."""
     torch.manual_seed(0)
-    ours = gradient_fn(config, "fastadapt")()
+    ours = gradient_fn(config, "fastadapt", float64=True)()
     torch.manual_seed(0)
-    theirs = gradient_fn(config, library)()
+    theirs = gradient_fn(config, library, float64=True)()
     return max(float((a - b).abs().max()) for a, b in zip(ours, theirs, strict=True))
 
 
@@ -132,6 +198,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--configs", nargs="*", choices=list(CONFIGS), help="cells to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     parser.add_argument("--learn2learn-source", type=Path, help="an unpacked learn2learn sdist (see above)")
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "LIBRARY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -141,9 +209,9 @@ def main() -> None:
         print("RESULT " + json.dumps(worker(*args.worker, args.repeats)))
         return
     report: dict[str, Any] = {}
-    for config in CONFIGS:
+    for config in args.configs or (QUICK if args.quick else CONFIGS):
         entry: dict[str, Any] = {"max_abs_grad_diff": {}}
-        for library in LIBRARIES:
+        for library in libraries(config):
             why = available(library)
             entry[library] = {"error": why} if why else spawn(config, library, args.repeats, args.timeout)
             print(f"{config} {library}: {entry[library]}", file=sys.stderr, flush=True)
@@ -151,20 +219,54 @@ def main() -> None:
                 entry["max_abs_grad_diff"][library] = max_grad_diff(config, library)
         ours = entry["fastadapt"].get("tasks_per_s")
         entry["speedup"] = {
-            lib: ours / entry[lib]["tasks_per_s"] for lib in LIBRARIES[1:] if ours and "tasks_per_s" in entry[lib]
+            lib: ours / entry[lib]["tasks_per_s"]
+            for lib in libraries(config)[1:]
+            if ours and "tasks_per_s" in entry[lib]
         }
         report[config] = entry
+    report["ratios"] = targets(report)
     if args.json:
         print(json.dumps(report))
         return
     for config, entry in report.items():
-        for library in LIBRARIES:
+        if config == "ratios":
+            continue
+        for library in libraries(config):
             row = entry[library]
             if "error" in row:
-                print(f"{config:8s} {library:12s} skipped: {row['error']}")
+                print(f"{config:10s} {library:20s} skipped: {row['error']}")
             else:
-                print(f"{config:8s} {library:12s} {row['tasks_per_s']:7.2f} tasks/s {row['peak_mb']:7.0f} MB")
-        print(f"{config:8s} fastadapt speedup: {entry['speedup']}, max |grad diff|: {entry['max_abs_grad_diff']}")
+                print(f"{config:10s} {library:20s} {row['tasks_per_s']:7.2f} tasks/s {row['peak_mb']:7.0f} MB")
+        print(f"{config:10s} fastadapt speedup: {entry['speedup']}, max |grad diff|: {entry['max_abs_grad_diff']}")
+    for name, value in report["ratios"].items():
+        print(f"{name}: {value:.2f}")
+
+
+def targets(report: dict[str, Any]) -> dict[str, float]:
+    """The issue's ratios, where both sides of one were measured in this run."""
+
+    def get(config: str, library: str, key: str) -> float | None:
+        value = report.get(config, {}).get(library, {}).get(key)
+        return float(value) if value is not None else None
+
+    out: dict[str, float] = {}
+    fast, l2l, ckpt = "fastadapt", "learn2learn", "fastadapt-checkpoint"
+    speed, memory = "tasks_per_s", "peak_mb"
+    pairs = {
+        "maml_so_1 speed vs learn2learn": (("maml_so_1", fast, speed), ("maml_so_1", l2l, speed)),
+        "maml_so_5 speed vs learn2learn": (("maml_so_5", fast, speed), ("maml_so_5", l2l, speed)),
+        "anil_so_5 speed vs learn2learn maml_so_5": (("anil_so_5", fast, speed), ("maml_so_5", l2l, speed)),
+        "maml_so_5 peak memory vs learn2learn": (("maml_so_5", fast, memory), ("maml_so_5", l2l, memory)),
+        "maml peak memory, 10 steps vs 1": (("maml_so_10", fast, memory), ("maml_so_1", fast, memory)),
+        "checkpointed maml peak memory, 10 steps vs 1": (("maml_so_10", ckpt, memory), ("maml_so_1", ckpt, memory)),
+        "imaml peak memory, 10 steps vs 5": (("imaml_10", fast, memory), ("imaml_5", fast, memory)),
+        "imaml peak memory at 10 steps vs maml at 1": (("imaml_10", fast, memory), ("maml_so_1", fast, memory)),
+    }
+    for name, (a, b) in pairs.items():
+        x, y = get(*a), get(*b)
+        if x is not None and y:
+            out[name] = x / y
+    return out
 
 
 if __name__ == "__main__":

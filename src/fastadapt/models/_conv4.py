@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
+from .._torch import under_functorch
 from ._activations import activation, pool
 from ._norm import BatchNorm
+
+
+class _ChannelsLastConv2d(nn.Conv2d):
+    """A ``Conv2d`` whose output is in ``channels_last`` memory format, so that every later layer runs in it (a
+    one-channel input is both formats at once, and torch then keeps NCHW). Same parameters and function."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = super().forward(x)
+        return out if under_functorch() else out.contiguous(memory_format=torch.channels_last)
 
 
 class Conv4(nn.Module):
@@ -25,6 +36,9 @@ class Conv4(nn.Module):
         pooled_blocks: how many of the 4 blocks pool (small images run out of pixels: 8x8 digits use 3).
         act: activation name; pool_kind: "max" or "avg" ("tanh" + "avg" give a smooth twin for
             finite-difference checks).
+        channels_last: run the blocks in ``channels_last`` memory format (the same function, the same parameter
+            names): on CPU torch's max-pooling and its backward are several times faster there
+            (docs/performance.md); outside ``torch.func`` transforms only (under ``vmap`` it is a no-op).
 
     Input ``(n, in_channels, image_size, image_size)``; output ``(n, out_features)``.
     """
@@ -38,6 +52,7 @@ class Conv4(nn.Module):
         pooled_blocks: int = 4,
         act: str = "relu",
         pool_kind: str = "max",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= pooled_blocks <= 4:
@@ -48,7 +63,8 @@ class Conv4(nn.Module):
         blocks: list[nn.Module] = []
         size, channels = image_size, in_channels
         for i, width in enumerate(widths):
-            blocks += [nn.Conv2d(channels, width, 3, padding=1), BatchNorm(width)]
+            conv = _ChannelsLastConv2d if channels_last and i == 0 else nn.Conv2d
+            blocks += [conv(channels, width, 3, padding=1), BatchNorm(width)]
             if i < pooled_blocks:
                 # Max-pooling commutes with any non-decreasing activation, so pooling first gives the
                 # same function and gradients while the activation touches a quarter of the values.

@@ -77,6 +77,8 @@ def build_model(config: ModelConfig, input_shape: Sequence[int], out_features: i
             f"model.name={config.name} needs square images (channels, size, size), but the inputs are "
             f"{tuple(input_shape)}; use model.name=mlp"
         )
+    if config.channels_last and config.name != "conv4":
+        raise ConfigError(f"model.channels_last applies to conv4, not {config.name!r}; remove it")
     if config.name == "conv4":
         if not isinstance(config.channels, int) and len(config.channels) != 4:
             raise ConfigError(f"model.channels must be one width or four (one per block), got {list(config.channels)}")
@@ -89,6 +91,7 @@ def build_model(config: ModelConfig, input_shape: Sequence[int], out_features: i
                 pooled_blocks=config.pooled_blocks,
                 act=config.act,
                 pool_kind=config.pool,
+                channels_last=config.channels_last,
             )
         except ValueError as error:
             raise ConfigError(f"model: {error}") from None

@@ -67,6 +67,7 @@ class ModelConfig:
     pooled_blocks: int = 4
     act: Literal["relu", "tanh", "softplus"] = "relu"
     pool: Literal["max", "avg"] = "max"
+    channels_last: bool = False  # conv4: blocks in channels_last memory format (faster max-pooling on CPU)
 
 
 @dataclass(frozen=True)
