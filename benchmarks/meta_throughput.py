@@ -61,6 +61,18 @@ WAYS, SHOTS, QUERIES, META_BATCH, LR = 5, 1, 15, 32, 0.4
 MIN_TIME, SHORT_ITER = 1.0, 0.1
 
 
+def omniglot_batch() -> TaskBatch:
+    """A synthetic Omniglot-shaped meta-batch (META_BATCH tasks, WAYS-way SHOTS-shot, QUERIES queries per class,
+    28x28) from torch's global generator."""
+    labels = torch.arange(WAYS)
+    return TaskBatch(
+        torch.randn(META_BATCH, WAYS * SHOTS, 1, 28, 28),
+        labels.repeat_interleave(SHOTS).repeat(META_BATCH, 1),
+        torch.randn(META_BATCH, WAYS * QUERIES, 1, 28, 28),
+        labels.repeat_interleave(QUERIES).repeat(META_BATCH, 1),
+    )
+
+
 def setup(key: str) -> tuple[Algorithm, nn.Module, TaskBatch, float]:
     """The algorithm, its model, a synthetic meta-batch and the inner learning rate for ``key``."""
     kind, steps, first_order = KEYS[key]
@@ -70,13 +82,7 @@ def setup(key: str) -> tuple[Algorithm, nn.Module, TaskBatch, float]:
         batch = SinusoidTasks(shots=10, queries=10).sample_batch(25, torch.Generator().manual_seed(0))
         return MAML(mlp, loss="mse", inner_lr=0.01, inner_steps=1), mlp, batch, 0.01
     model = Conv4(in_channels=1, out_features=WAYS, image_size=28, hidden=64)
-    labels = torch.arange(WAYS)
-    batch = TaskBatch(
-        torch.randn(META_BATCH, WAYS * SHOTS, 1, 28, 28),
-        labels.repeat_interleave(SHOTS).repeat(META_BATCH, 1),
-        torch.randn(META_BATCH, WAYS * QUERIES, 1, 28, 28),
-        labels.repeat_interleave(QUERIES).repeat(META_BATCH, 1),
-    )
+    batch = omniglot_batch()
     algo: Algorithm
     if kind == "maml":
         algo = MAML(model, inner_lr=LR, inner_steps=steps, first_order=first_order)

@@ -39,7 +39,7 @@ from torch import Tensor
 from fastadapt.algorithms import ANIL, IMAML, MAML, Algorithm, meta_gradient
 from fastadapt.models import Conv4
 from fastadapt.tasks import TaskBatch
-from meta_throughput import LR, META_BATCH, QUERIES, SHOTS, WAYS, reset_peak, run_worker, status_mb
+from meta_throughput import LR, META_BATCH, WAYS, omniglot_batch, reset_peak, run_worker, status_mb
 
 #: cell -> (algorithm, inner steps, first order); Conv4, 5-way 1-shot, 15 queries, meta-batch 32, inner lr 0.4
 CONFIGS: dict[str, tuple[str, int, bool]] = {
@@ -121,13 +121,7 @@ def setup(
     kind, steps, first_order = CONFIGS[config]
     torch.manual_seed(0)
     model = Conv4(in_channels=1, out_features=WAYS, image_size=28, hidden=64, channels_last=channels_last)
-    labels = torch.arange(WAYS)
-    batch = TaskBatch(
-        torch.randn(META_BATCH, WAYS * SHOTS, 1, 28, 28),
-        labels.repeat_interleave(SHOTS).repeat(META_BATCH, 1),
-        torch.randn(META_BATCH, WAYS * QUERIES, 1, 28, 28),
-        labels.repeat_interleave(QUERIES).repeat(META_BATCH, 1),
-    )
+    batch = omniglot_batch()
     if float64:
         model.double()
         sx, sy, qx, qy = next(batch.chunks(4)).tensors()
