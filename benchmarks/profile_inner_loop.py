@@ -98,6 +98,31 @@ def conv_limit(repeats: int = 20) -> float:
     return flops * repeats / (time.perf_counter() - start) / 1e9
 
 
+def pooling(repeats: int = 20) -> list[dict[str, Any]]:
+    """Milliseconds of torch's 2x2 max-pooling, forward and forward + backward, in NCHW and channels_last
+    memory format at Conv4's query-batch shapes (80 images: 5 support + 75 queries)."""
+    rows = []
+    for size in (28, 14, 7):
+        row: dict[str, Any] = {"shape": [80, 64, size, size]}
+        for name, memory_format in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            x = torch.randn(80, 64, size, size).contiguous(memory_format=memory_format).requires_grad_()
+            for _ in range(3):
+                F.max_pool2d(x, 2).sum().backward()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                F.max_pool2d(x, 2)
+            forward_ms = 1000 * (time.perf_counter() - start) / repeats
+            start = time.perf_counter()
+            for _ in range(repeats):
+                F.max_pool2d(x, 2).sum().backward()
+            row[name] = {
+                "forward_ms": forward_ms,
+                "forward_backward_ms": 1000 * (time.perf_counter() - start) / repeats,
+            }
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="*", default=[1, 5])
@@ -111,6 +136,7 @@ def main() -> None:
         "threads": args.threads,
         "channels_last": args.channels_last,
         "conv_limit_gflops_per_s": conv_limit(),
+        "max_pool": pooling(),
         "cells": [],
     }
     for steps in args.steps:
@@ -119,6 +145,12 @@ def main() -> None:
         print(json.dumps(report))
         return
     print(f"limit: Conv4 64->64 conv forward+backward {report['conv_limit_gflops_per_s']:.1f} GFLOP/s")
+    for row in report["max_pool"]:
+        a, b = row["nchw"], row["channels_last"]
+        print(
+            f"max-pool {row['shape']}: NCHW {a['forward_ms']:.2f} / {a['forward_backward_ms']:.2f} ms, channels_last "
+            f"{b['forward_ms']:.2f} / {b['forward_backward_ms']:.2f} ms (forward / forward + backward)"
+        )
     for cell in report["cells"]:
         print(
             f"\nsecond-order MAML, {cell['steps']} step(s), {cell['tasks']} tasks: {cell['tasks_per_s']:.2f} tasks/s, "
