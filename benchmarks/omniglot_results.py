@@ -200,6 +200,34 @@ def markdown(results: Path) -> str:
     return "\n".join(lines)
 
 
+def seed_differences(results: Path) -> str:
+    """For each setting trained on several seeds: every algorithm against the best one, as the mean over seeds of
+    the per-seed difference (seed s against seed s: the same initial weights and the same test episodes) with
+    its Student-t 95% interval, and on how many seeds the best one was ahead."""
+    every = list(map(json.loads, results.read_text().splitlines()))
+    by: dict[tuple[str, str], dict[int, float]] = {}
+    for r in every:
+        by.setdefault((r["setting"], r["algorithm"]), {})[r.get("seed", 0)] = r["result"]["mean"]
+    lines = []
+    for setting in SETTINGS:
+        rows = {a: v for (s, a), v in by.items() if s == setting and len(v) > 1}
+        if len(rows) < 2:
+            continue
+        best = max(rows, key=lambda a: sum(rows[a].values()) / len(rows[a]))
+        for algorithm, values in rows.items():
+            if algorithm == best:
+                continue
+            seeds = sorted(set(values) & set(rows[best]))
+            differences = [100 * (rows[best][s] - values[s]) for s in seeds]
+            mean, ci = mean_ci95_t(differences)
+            ahead = sum(d > 0 for d in differences)
+            lines.append(
+                f"{setting}: {NAMES[best]} minus {NAMES[algorithm]}: {mean:+.2f} ± {ci:.2f} points over "
+                f"{len(seeds)} seeds, ahead on {ahead}/{len(seeds)}"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="../shared/data/omniglot", help="folder with the two Omniglot zips")
@@ -211,6 +239,7 @@ def main() -> None:
     results = args.runs / "results.jsonl"
     if args.markdown:
         print(markdown(results))
+        print("\n" + seed_differences(results))
         return
     args.runs.mkdir(parents=True, exist_ok=True)
     for row in ROWS:
