@@ -4,6 +4,7 @@ one run, reading each run's ``summary.json`` and per-round ``metrics.jsonl``.
 Rows (a frozen run is a meta-trained run directory of the same config; pass yours or let the script train it):
 
 * sinusoid K=10, MAML and the hypernetwork, online learner from fresh meta-parameters (``stream.start=init``);
+  with ``--seeds N`` once per training seed S against the frozen run ``RUN-seedS`` with ``stream.seed=S``;
 * Omniglot 5-way 1-shot from the test alphabets, every image used once (``stream.fresh``), ProtoNet, online
   learner from the frozen meta-trained run (``start=frozen``) and from fresh parameters (``start=init``);
 * MovieLens-format synthetic ratings, MeLU, new users in the order of their first rating, ``start=frozen``, with
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from fastadapt.evaluation import paired_comparison
+from fastadapt.evaluation import mean_ci95_t, paired_comparison
 
 
 def rows(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
@@ -39,8 +40,12 @@ def rows(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         ("sinusoid K=10, MAML", "sinusoid_maml", args.sinusoid_maml),
         ("sinusoid K=10, hypernet k=0", "sinusoid_hypernet", args.sinusoid_hypernet),
     ):
-        if frozen:
-            out.append((name, [config, f"stream.frozen={frozen}", "stream.rounds=2000", "stream.last=500"]))
+        for seed in range(args.seeds if frozen else 0):  # seed S: the frozen run FROZEN-seedS and stream.seed=S
+            run = frozen if seed == 0 else f"{frozen}-seed{seed}"
+            arguments = [config, f"stream.frozen={run}", "stream.rounds=2000", "stream.last=500"]
+            out.append(
+                (name + (f", seed {seed}" if seed else ""), arguments + ([f"stream.seed={seed}"] if seed else []))
+            )
     if args.omniglot_protonet:
         config = str(Path(args.omniglot_protonet) / "config.yaml")
         common = [
@@ -105,6 +110,28 @@ def _blocks(run_dir: Path, learners: list[str], blocks: int) -> list[dict[str, A
     return out
 
 
+def _online_minus_frozen(row: dict[str, Any]) -> float:
+    """The last window's mean online score minus frozen, positive when online is better."""
+    sign = 1.0 if row["metric"] == "accuracy" else -1.0
+    return sign * (row["last_mean"]["online"] - row["last_mean"]["frozen"])
+
+
+def seed_summary(runs: Path) -> str:
+    """Rows streamed with several seeds (``--seeds``): online minus frozen over the last window, per seed, and its
+    mean with the Student-t 95% interval over the seeds."""
+    groups: dict[str, list[float]] = {}
+    for row in (json.loads(line) for line in (runs / "results.jsonl").read_text().splitlines()):
+        if "frozen" in row["last_mean"]:
+            groups.setdefault(re.sub(r", seed \d+$", "", row["name"]), []).append(_online_minus_frozen(row))
+    lines = []
+    for name, values in groups.items():
+        if len(values) > 1:
+            mean, ci = mean_ci95_t(values)
+            per_seed = ", ".join(f"{v:+.3f}" for v in values)
+            lines.append(f"- {name}: online minus frozen {mean:+.3f} ± {ci:.3f} over {len(values)} seeds ({per_seed})")
+    return "\n".join(lines)
+
+
 def markdown(runs: Path, blocks: int = 5) -> str:
     out = []
     for row in (json.loads(line) for line in (runs / "results.jsonl").read_text().splitlines()):
@@ -136,6 +163,9 @@ def markdown(runs: Path, blocks: int = 5) -> str:
             ]
             out.append(f"\nPer-user continual mode, {c['users']} new users, {c['metric']}: " + ", ".join(parts))
         out.append("")
+    summary = seed_summary(runs)
+    if summary:
+        out.append("**Over training seeds** (positive = online better):\n\n" + summary + "\n")
     return "\n".join(out)
 
 
@@ -149,6 +179,12 @@ def main() -> None:
     parser.add_argument("--melu", help="meta-trained movielens/melu run (synthetic data)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="sinusoid rows: streams 0..N-1 against frozen runs RUN, RUN-seed1, ... (hypernet_results.py --seeds)",
+    )
     args = parser.parse_args()
     if not args.markdown:
         run(args)
