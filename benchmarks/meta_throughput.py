@@ -61,13 +61,13 @@ WAYS, SHOTS, QUERIES, META_BATCH, LR = 5, 1, 15, 32, 0.4
 MIN_TIME, SHORT_ITER = 1.0, 0.1
 
 
-def omniglot_batch() -> TaskBatch:
-    """A synthetic Omniglot-shaped meta-batch (META_BATCH tasks, WAYS-way SHOTS-shot, QUERIES queries per class,
+def omniglot_batch(shots: int = SHOTS) -> TaskBatch:
+    """A synthetic Omniglot-shaped meta-batch (META_BATCH tasks, WAYS-way ``shots``-shot, QUERIES queries per class,
     28x28) from torch's global generator."""
     labels = torch.arange(WAYS)
     return TaskBatch(
-        torch.randn(META_BATCH, WAYS * SHOTS, 1, 28, 28),
-        labels.repeat_interleave(SHOTS).repeat(META_BATCH, 1),
+        torch.randn(META_BATCH, WAYS * shots, 1, 28, 28),
+        labels.repeat_interleave(shots).repeat(META_BATCH, 1),
         torch.randn(META_BATCH, WAYS * QUERIES, 1, 28, 28),
         labels.repeat_interleave(QUERIES).repeat(META_BATCH, 1),
     )
