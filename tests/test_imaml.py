@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,14 +123,28 @@ def test_checkpointed_inner_loop_gives_the_same_meta_gradient(
     torch.manual_seed(0)
     model = Conv4(in_channels=1, out_features=2, image_size=4, hidden=2, pooled_blocks=2).double()
     checkpointed = make(model)
-    plain = make(model)
-    object.__setattr__(plain, "checkpoint_inner", False)
+    plain = dataclasses.replace(checkpointed, checkpoint_inner=False)
     params = {k: v.requires_grad_() for k, v in checkpointed.init_params().items()}
     batch = make_batch(2, 2, 1, 2, (1, 4, 4))
     ours, _ = meta_gradient(checkpointed, params, batch, "loop")
     reference, _ = meta_gradient(plain, params, batch, "loop")
     torch.testing.assert_close(flat(ours), flat(reference), rtol=1e-12, atol=1e-12)
     assert flat(ours).abs().max() > 0
+
+    def saved_tensors(algorithm: object) -> int:
+        """Tensors the objective's graph keeps for the backward pass (those inside a checkpoint are not kept)."""
+        count = 0
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            nonlocal count
+            count += 1
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            algorithm.objective(params, *batch[0].tensors())  # type: ignore[attr-defined]
+        return count
+
+    assert saved_tensors(checkpointed) < saved_tensors(plain)  # ANIL: only the head steps are checkpointed
 
 
 def test_checkpointed_inner_loop_refuses_vmap(make_batch: Callable[..., TaskBatch]) -> None:
@@ -142,10 +157,11 @@ def test_checkpointed_inner_loop_refuses_vmap(make_batch: Callable[..., TaskBatc
     )
     with pytest.raises(ValueError, match="^" + message.replace(".", r"\.") + "$"):
         meta_gradient(algorithm, params, make_batch(2, 2, 1, 2, (2,)), "vmap")
-    with pytest.raises(
-        ValueError, match=r"^checkpoint_inner applies to second order; first-order MAML keeps no inner graph$"
-    ):
-        MAML(model, first_order=True, checkpoint_inner=True)
+    for cls, name in ((MAML, "maml"), (MetaSGD, "metasgd"), (ANIL, "anil")):
+        with pytest.raises(
+            ValueError, match=rf"^checkpoint_inner applies to second order; first-order {name} keeps no inner graph$"
+        ):
+            cls(model, first_order=True, checkpoint_inner=True)
 
 
 def test_config_builds_imaml_and_checkpointing_and_refuses_misplaced_keys() -> None:

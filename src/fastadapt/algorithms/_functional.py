@@ -131,6 +131,13 @@ def gradient_descent(
     return fast
 
 
+def check_inner_checkpoint(algorithm: object) -> None:
+    """Refuses ``checkpoint_inner`` with ``first_order``: a first-order inner loop keeps no graph to recompute."""
+    if getattr(algorithm, "checkpoint_inner", False) and getattr(algorithm, "first_order", False):
+        name = getattr(algorithm, "name", type(algorithm).__name__)
+        raise ValueError(f"checkpoint_inner applies to second order; first-order {name} keeps no inner graph")
+
+
 CHECKPOINT_UNDER_VMAP = (
     "algorithm.checkpoint_inner recomputes the inner steps with torch.utils.checkpoint, which does not compose "
     "with torch.func.vmap; use training.strategy=loop"

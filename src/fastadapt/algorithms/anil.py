@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import forward, gradient_descent, module_params
+from ._functional import check_inner_checkpoint, forward, gradient_descent, module_params
 from ._heads import HeadSpec, HeadSplit
 from ._losses import resolve_objective
 from ._protocol import query_objective
@@ -42,6 +42,7 @@ class ANIL:
 
     def __post_init__(self) -> None:
         resolve_objective(self)
+        check_inner_checkpoint(self)
         object.__setattr__(self, "split", HeadSplit(self.model, self.head))
 
     @property

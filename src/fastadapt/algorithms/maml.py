@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import fine_tune, forward, module_params
+from ._functional import check_inner_checkpoint, fine_tune, forward, module_params
 from ._losses import resolve_objective
 from ._protocol import query_objective
 
@@ -40,8 +40,7 @@ class MAML:
 
     def __post_init__(self) -> None:
         resolve_objective(self)
-        if self.checkpoint_inner and self.first_order:
-            raise ValueError("checkpoint_inner applies to second order; first-order MAML keeps no inner graph")
+        check_inner_checkpoint(self)
 
     @property
     def second_order(self) -> nn.Module | None:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..typing import Params
-from ._functional import fine_tune, forward, module_params, subset
+from ._functional import check_inner_checkpoint, fine_tune, forward, module_params, subset
 from ._losses import resolve_objective
 from ._protocol import query_objective
 
@@ -50,6 +50,7 @@ class MetaSGD:
 
     def __post_init__(self) -> None:
         resolve_objective(self)
+        check_inner_checkpoint(self)
 
     @property
     def second_order(self) -> nn.Module | None:
