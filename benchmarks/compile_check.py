@@ -4,10 +4,11 @@
 
 Paths, on peers.py's Conv4 5-way 1-shot cell (meta-batch 32, 15 queries): ProtoNet's meta-gradient, first-order
 MAML's (5 steps), evaluation (5 adaptation steps and the query forward, no meta-gradient) and second-order MAML's
-(1 step). The model's functional forward (``functional_call`` over the parameter dict, which every algorithm
-goes through) is replaced by ``torch.compile`` of it (inductor, default mode); the compiled path's result is
-compared with eager (max absolute difference) and both are timed (median of ``--repeats`` after the first
-call, whose time includes compilation and is reported apart).
+(1 step), the last also with ``torch._functorch.config.donated_buffer = False`` (``maml_so_1_undonated``: the
+setting torch's error for second order names). The model's functional forward (``functional_call`` over the
+parameter dict, which every algorithm goes through) is replaced by ``torch.compile`` of it (inductor, default
+mode); the compiled path's result is compared with eager (max absolute difference) and both are timed (median of
+``--repeats`` after the first call, whose time includes compilation and is reported apart).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from fastadapt.algorithms import MAML, ProtoNet, meta_gradient
 from meta_throughput import run_worker
 from peers import setup
 
-PATHS = ("protonet", "fomaml_5", "evaluation_5", "maml_so_1")
+PATHS = ("protonet", "fomaml_5", "evaluation_5", "maml_so_1", "maml_so_1_undonated")
+UNDONATED = "_undonated"
 
 
 def result_file(path: str, compiled: bool) -> str:
@@ -62,11 +64,15 @@ def build(path: str) -> Callable[[], list[torch.Tensor]]:
 
 def worker(path: str, compiled: bool, repeats: int) -> dict[str, Any]:
     torch.manual_seed(0)
+    if path.endswith(UNDONATED):
+        from torch._functorch import config as functorch_config
+
+        functorch_config.donated_buffer = False
     if compiled:
         eager = functional.functional_call
         compiled_call = torch.compile(lambda module, values, x: eager(module, values, (x,)))
         functional.functional_call = lambda module, values, args: compiled_call(module, values, args[0])  # type: ignore[assignment]
-    run = build(path)
+    run = build(path.removesuffix(UNDONATED))
     start = time.perf_counter()
     try:
         first = run()

@@ -1,7 +1,8 @@
 """fastadapt against learn2learn and higher on MAML's Omniglot configuration, in one run.
 
     pip install -e '.[bench]'     # the peers; one that cannot be installed is reported and skipped
-    python benchmarks/peers.py [--json] [--repeats 3] [--learn2learn-source DIR]
+    python benchmarks/peers.py [--json] [--repeats 3] [--rounds 1] [--learn2learn-source DIR]
+                               [--peer-model stock|fastadapt] [--configs CELL ...] [--quick]
 
 learn2learn 0.2.0 does not build on Python 3.11 (its generated C includes longintrepr.h). Its compiled
 modules are data utilities only; ``--learn2learn-source DIR`` (an unpacked learn2learn sdist or checkout)
@@ -14,10 +15,18 @@ first-order MAML at 5 (``maml_fo_5``), second-order ANIL at 5 (``anil_so_5``; th
 body's features, as fastadapt does), fastadapt's iMAML at 5 and 10 steps (no peer has one), and second-order
 MAML at 10 steps on 5-shot tasks (``maml_so_10_5shot``), where the support passes dominate memory.
 ``fastadapt-checkpoint`` is second-order MAML with ``checkpoint_inner=True``.
+The peers run on the Conv4 their users build (``stock_conv4``: learn2learn's ``OmniglotCNN`` block order, conv ->
+``nn.BatchNorm2d`` -> ``nn.ReLU`` -> ``nn.MaxPool2d``, torch's own layers) with fastadapt's weights; fastadapt runs
+its own ``Conv4`` (the same function: it pools before the activation, and pools without torch's NCHW kernel).
+``--peer-model fastadapt`` runs the peers on fastadapt's ``Conv4`` instead, which splits a difference into the
+model's part and the algorithm's.
 Each (cell, library) is timed in a fresh process (one warm-up, then the median of ``--repeats``
 meta-iterations) with its peak RSS above the process's RSS before the warm-up; the parent also checks that
-every library computes the same meta-gradient as fastadapt (max absolute difference). ``ratios`` holds the
-speed and memory ratios the performance targets name, from this one run.
+every library computes the same meta-gradient as fastadapt (max absolute difference). ``--rounds R`` runs the
+libraries of a cell in turn R times (each run a fresh process) and reports medians; ``speedup`` is then the median
+of the ratios within a round, which cancels the machine's drift (on the project's 2-core CPU the same cell moves
+by ±15 % between runs minutes apart). ``ratios`` holds the speed and memory ratios the performance targets name,
+from this one run.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from fastadapt.algorithms import ANIL, IMAML, MAML, Algorithm, meta_gradient
 from fastadapt.models import Conv4
@@ -60,6 +69,27 @@ QUICK = ("maml_so_1", "maml_so_5", "anil_so_5")
 LIBRARIES = ("fastadapt", "fastadapt-channels-last", "fastadapt-checkpoint", "learn2learn", "higher")
 PEERS = ("learn2learn", "higher")
 SOURCE_ENV = "FASTADAPT_LEARN2LEARN_SOURCE"  # set from --learn2learn-source for the worker processes
+PEER_MODEL_ENV = "FASTADAPT_PEER_MODEL"  # set from --peer-model for the worker processes
+
+
+class StockConv4(nn.Module):
+    """Conv4 as a learn2learn or higher user writes it: blocks of conv -> ``nn.BatchNorm2d`` (batch statistics)
+    -> ``nn.ReLU`` -> ``nn.MaxPool2d(2)``, then ``head``; parameter names and order as fastadapt's ``Conv4``."""
+
+    def __init__(self, model: Conv4) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        for conv in (m for m in model.body if isinstance(m, nn.Conv2d)):
+            width = conv.out_channels
+            blocks += [nn.Conv2d(conv.in_channels, width, 3, padding=1)]
+            blocks += [nn.BatchNorm2d(width, track_running_stats=False), nn.ReLU(), nn.MaxPool2d(2)]
+        self.body = nn.Sequential(*blocks, nn.Flatten())
+        self.head = nn.Linear(model.head.in_features, model.head.out_features)
+        self.to(model.head.weight.dtype)
+        self.load_state_dict(model.state_dict())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
 
 
 def libraries(config: str) -> tuple[str, ...]:
@@ -92,7 +122,7 @@ def learn2learn_maml() -> Any:
 
 
 def _peer_gradient(
-    library: str, model: Conv4, batch: TaskBatch, lr: float, steps: int, first_order: bool, anil: bool
+    library: str, model: Conv4 | StockConv4, batch: TaskBatch, lr: float, steps: int, first_order: bool, anil: bool
 ) -> list[Tensor]:
     """One meta-gradient with a peer library, accumulated in ``model``'s ``.grad`` fields. ANIL: the body's
     features once per task, the library adapting the head alone on them."""
@@ -148,7 +178,8 @@ def gradient_fn(config: str, library: str, float64: bool = False) -> Callable[[]
     if library.startswith("fastadapt"):
         params = {k: v.requires_grad_() for k, v in algo.init_params().items()}
         return lambda: list(meta_gradient(algo, params, batch, "loop")[0].values())
-    return lambda: _peer_gradient(library, model, batch, LR, steps, first_order, anil=kind == "anil")
+    peer_model: Conv4 | StockConv4 = model if os.environ.get(PEER_MODEL_ENV) == "fastadapt" else StockConv4(model)
+    return lambda: _peer_gradient(library, peer_model, batch, LR, steps, first_order, anil=kind == "anil")
 
 
 def worker(config: str, library: str, repeats: int) -> dict[str, Any]:
@@ -197,31 +228,46 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every library of a cell this many times, in turn, each in a fresh process; medians over rounds",
+    )
     parser.add_argument("--configs", nargs="*", choices=list(CONFIGS), help="cells to run (default: all)")
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     parser.add_argument("--learn2learn-source", type=Path, help="an unpacked learn2learn sdist (see above)")
+    parser.add_argument(
+        "--peer-model",
+        choices=["stock", "fastadapt"],
+        default="stock",
+        help="the Conv4 the peers run: torch's layers in learn2learn's order (default) or fastadapt's Conv4",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "LIBRARY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.learn2learn_source:
         os.environ[SOURCE_ENV] = str(args.learn2learn_source.resolve())
+    os.environ[PEER_MODEL_ENV] = args.peer_model
     if args.worker:
         print("RESULT " + json.dumps(worker(*args.worker, args.repeats)))
         return
     report: dict[str, Any] = {}
     for config in args.configs or (QUICK if args.quick else CONFIGS):
         entry: dict[str, Any] = {"max_abs_grad_diff": {}}
-        for library in libraries(config):
-            why = available(library)
-            entry[library] = {"error": why} if why else spawn(config, library, args.repeats, args.timeout)
-            print(f"{config} {library}: {entry[library]}", file=sys.stderr, flush=True)
-            if library != "fastadapt" and not why:
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for round_ in range(args.rounds):
+            for library in libraries(config):
+                why = available(library)
+                if why:
+                    entry[library] = {"error": why}
+                    continue
+                runs.setdefault(library, []).append(spawn(config, library, args.repeats, args.timeout))
+                print(f"{config} {library} round {round_}: {runs[library][-1]}", file=sys.stderr, flush=True)
+        for library, rows in runs.items():
+            entry[library] = aggregate(rows)
+            if library != "fastadapt":
                 entry["max_abs_grad_diff"][library] = max_grad_diff(config, library)
-        ours = entry["fastadapt"].get("tasks_per_s")
-        entry["speedup"] = {
-            lib: ours / entry[lib]["tasks_per_s"]
-            for lib in libraries(config)[1:]
-            if ours and "tasks_per_s" in entry[lib]
-        }
+        entry["speedup"] = paired_speedups(runs)
         report[config] = entry
     report["ratios"] = targets(report)
     if args.json:
@@ -239,6 +285,33 @@ def main() -> None:
         print(f"{config:10s} fastadapt speedup: {entry['speedup']}, max |grad diff|: {entry['max_abs_grad_diff']}")
     for name, value in report["ratios"].items():
         print(f"{name}: {value:.2f}")
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One library's rounds of a cell: a worker's error if any, else the medians, with every round's speed."""
+    errors = [row for row in rows if "error" in row]
+    if errors:
+        return errors[0]
+    out = {key: statistics.median(row[key] for row in rows) for key in ("tasks_per_s", "s_per_iter", "peak_mb")}
+    if len(rows) > 1:
+        out["tasks_per_s_rounds"] = [row["tasks_per_s"] for row in rows]
+    return out
+
+
+def paired_speedups(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """fastadapt's speed over each other library's, the median over rounds of the ratio within a round: the
+    machine's speed drifts by more than the libraries differ, and a round runs them minutes apart, not hours."""
+    ours = runs.get("fastadapt", [])
+    out = {}
+    for library, rows in runs.items():
+        pairs = [
+            a["tasks_per_s"] / b["tasks_per_s"]
+            for a, b in zip(ours, rows, strict=False)
+            if "tasks_per_s" in a and "tasks_per_s" in b
+        ]
+        if library != "fastadapt" and pairs:
+            out[library] = statistics.median(pairs)
+    return out
 
 
 def targets(report: dict[str, Any]) -> dict[str, float]:

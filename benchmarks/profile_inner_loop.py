@@ -1,6 +1,7 @@
 """Where second-order MAML's time goes: torch.profiler per op, split into forward, backward and double backward.
 
-    python benchmarks/profile_inner_loop.py [--steps 1 5] [--tasks 8] [--threads 1] [--channels-last] [--json]
+    python benchmarks/profile_inner_loop.py [--steps 1 5] [--tasks 8] [--threads 1] [--channels-last]
+                                            [--torch-pool] [--json]
 
 One meta-gradient (loop strategy) of peers.py's cell: Conv4, 5-way 1-shot, 15 queries, inner lr 0.4, on synthetic
 inputs, after one warm-up. Each aten op's self time is put in the phase of its nearest autograd node: none
@@ -8,6 +9,8 @@ inputs, after one warm-up. Each aten op's self time is put in the phase of its n
 (double backward: the meta-gradient through the inner gradient). It prints the share of every phase, the top
 ops of each, the achieved GFLOP/s of the whole iteration (torch's FlopCounterMode) and, as the limit it is
 measured against, the GFLOP/s of Conv4's 64 -> 64 convolution forward + backward alone at the query batch's shape.
+``--torch-pool`` profiles Conv4 with torch's own NCHW max-pooling kernel instead of fastadapt's
+(``fastadapt.models._pool``): the profile before that change.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from fastadapt.algorithms import meta_gradient
+from fastadapt.models import _pool
 from peers import setup
 
 
@@ -104,17 +108,22 @@ def pooling(repeats: int = 20) -> list[dict[str, Any]]:
     rows = []
     for size in (28, 14, 7):
         row: dict[str, Any] = {"shape": [80, 64, size, size]}
-        for name, memory_format in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        variants = (
+            ("nchw", torch.contiguous_format, lambda x: F.max_pool2d(x, 2)),
+            ("channels_last", torch.channels_last, lambda x: F.max_pool2d(x, 2)),
+            ("fastadapt_nchw", torch.contiguous_format, _pool.max_pool_2x2),
+        )
+        for name, memory_format, pool in variants:
             x = torch.randn(80, 64, size, size).contiguous(memory_format=memory_format).requires_grad_()
             for _ in range(3):
-                F.max_pool2d(x, 2).sum().backward()
+                pool(x).sum().backward()
             start = time.perf_counter()
             for _ in range(repeats):
-                F.max_pool2d(x, 2)
+                pool(x)
             forward_ms = 1000 * (time.perf_counter() - start) / repeats
             start = time.perf_counter()
             for _ in range(repeats):
-                F.max_pool2d(x, 2).sum().backward()
+                pool(x).sum().backward()
             row[name] = {
                 "forward_ms": forward_ms,
                 "forward_backward_ms": 1000 * (time.perf_counter() - start) / repeats,
@@ -129,12 +138,16 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--channels-last", action="store_true", help="Conv4 with channels_last=True")
+    parser.add_argument("--torch-pool", action="store_true", help="torch's NCHW max-pool kernel in Conv4")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.torch_pool:
+        _pool._NUMEL_RANGE = (2**62, 2**62)  # no tensor takes fastadapt's path
     report = {
         "threads": args.threads,
         "channels_last": args.channels_last,
+        "torch_pool": args.torch_pool,
         "conv_limit_gflops_per_s": conv_limit(),
         "max_pool": pooling(),
         "cells": [],
@@ -146,10 +159,11 @@ def main() -> None:
         return
     print(f"limit: Conv4 64->64 conv forward+backward {report['conv_limit_gflops_per_s']:.1f} GFLOP/s")
     for row in report["max_pool"]:
-        a, b = row["nchw"], row["channels_last"]
+        a, b, c = row["nchw"], row["channels_last"], row["fastadapt_nchw"]
         print(
             f"max-pool {row['shape']}: NCHW {a['forward_ms']:.2f} / {a['forward_backward_ms']:.2f} ms, channels_last "
-            f"{b['forward_ms']:.2f} / {b['forward_backward_ms']:.2f} ms (forward / forward + backward)"
+            f"{b['forward_ms']:.2f} / {b['forward_backward_ms']:.2f} ms, fastadapt NCHW {c['forward_ms']:.2f} / "
+            f"{c['forward_backward_ms']:.2f} ms (forward / forward + backward)"
         )
     for cell in report["cells"]:
         print(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
+from ._pool import MaxPool2x2
+
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
-_POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+_POOLS: dict[str, Callable[[], nn.Module]] = {"max": MaxPool2x2, "avg": lambda: nn.AvgPool2d(2)}
 
 
 def activation(name: str) -> nn.Module:
@@ -17,4 +21,4 @@ def activation(name: str) -> nn.Module:
 def pool(name: str) -> nn.Module:
     if name not in _POOLS:
         raise ValueError(f"unknown pooling {name!r}; choose one of {sorted(_POOLS)}")
-    return _POOLS[name](2)
+    return _POOLS[name]()

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._norm import BatchNorm
+from ._pool import max_pool_2x2
 
 
 class DropBlock(nn.Module):
@@ -73,7 +74,7 @@ class _Block(nn.Module):
         out = F.leaky_relu(self.bn2(self.conv2(out)), 0.1)
         out = self.bn3(self.conv3(out))
         out = F.leaky_relu(out + self.shortcut(x), 0.1)  # (n, channels, h, w)
-        return self.drop(F.max_pool2d(out, 2))  # (n, channels, h // 2, w // 2); DropBlock after pooling, as MetaOptNet
+        return self.drop(max_pool_2x2(out))  # (n, channels, h // 2, w // 2); DropBlock after pooling, as MetaOptNet
 
 
 class ResNet12(nn.Module):
