@@ -315,7 +315,8 @@ def paired_speedups(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
 
 
 def targets(report: dict[str, Any]) -> dict[str, float]:
-    """The issue's ratios, where both sides of one were measured in this run."""
+    """The issue's ratios, where both sides of one were measured in this run; a speed ratio within one cell is
+    the cell's paired ``speedup`` (the same as the ratio of the medians when ``--rounds`` is 1)."""
 
     def get(config: str, library: str, key: str) -> float | None:
         value = report.get(config, {}).get(library, {}).get(key)
@@ -342,6 +343,9 @@ def targets(report: dict[str, Any]) -> dict[str, float]:
         x, y = get(*a), get(*b)
         if x is not None and y:
             out[name] = x / y
+        paired = report.get(a[0], {}).get("speedup", {}).get(b[1])
+        if a[0] == b[0] and a[2] == b[2] == speed and a[1] == fast and paired is not None:
+            out[name] = paired  # one cell, both libraries: the within-round ratio, as in ``speedup``
     return out
 
 

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastadapt.models import Conv4
-from fastadapt.models._pool import max_pool_2x2
+from fastadapt.models import Conv4, max_pool_2x2
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
