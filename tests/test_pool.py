@@ -55,6 +55,26 @@ def test_without_gradient_and_with_nan() -> None:
     assert torch.equal(ours.nan_to_num(), reference.nan_to_num())
 
 
+def test_gradient_with_nan_goes_where_torchs_does() -> None:
+    # torch's kernel takes a NaN as the window's maximum (the last NaN in row-major order); so must the indices
+    x = torch.randn(4, 64, 28, 28, dtype=torch.float64)
+    nan = float("nan")
+    x[0, 0, 0, 0] = nan  # top-left of its window
+    x[0, 0, 1, 3] = nan  # bottom-right
+    x[0, 1, 0, 1] = x[0, 1, 1, 0] = nan  # top-right and bottom-left: the bottom-left one is the later
+    x[0, 2, 2, 2] = x[0, 2, 2, 3] = x[0, 2, 3, 2] = x[0, 2, 3, 3] = nan  # all four
+    weight = torch.randn(4, 64, 14, 14, dtype=torch.float64)
+    grads = []
+    for pool in (max_pool_2x2, lambda t: F.max_pool2d(t, 2)):
+        leaf = x.clone().requires_grad_()
+        out = pool(leaf)
+        (grad,) = torch.autograd.grad(out, leaf, weight)
+        grads.append((out, grad))
+    (ours, our_grad), (reference, reference_grad) = grads
+    assert torch.equal(ours.isnan(), reference.isnan()) and int(ours.isnan().sum()) == 4
+    assert torch.equal(our_grad, reference_grad)
+
+
 @pytest.mark.parametrize(
     "make",
     [

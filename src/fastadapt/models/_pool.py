@@ -3,10 +3,10 @@
 torch 2.13's CPU ``max_pool2d_with_indices`` in NCHW (contiguous) format is slower than the convolution before it
 in Conv4 (docs/performance.md: 12.8 ms forward for 80 x 64 x 28 x 28, against 1.5 ms for the three ``maximum`` s
 of the four strided window corners). :func:`max_pool_2x2` computes the same values and the same indices (the
-first maximum of each window in row-major order, as torch's kernel picks) from those corners, and hands the
-backward to torch's own ``max_pool2d_with_indices_backward``. That op is differentiable, so the double backward
-of second-order MAML is torch's own (a gather by the indices) too, and every gradient is the same as
-``F.max_pool2d``'s, ties included.
+first maximum of each window in row-major order, or its last NaN, as torch's kernel picks) from those corners,
+and hands the backward to torch's own ``max_pool2d_with_indices_backward``. That op is differentiable, so the
+double backward of second-order MAML is torch's own (a gather by the indices) too, and every gradient is the
+same as ``F.max_pool2d``'s, ties and NaNs included.
 
 Anything else goes to ``F.max_pool2d``: channels-last inputs (torch's kernel is fast there), CUDA, inputs
 under ``torch.func`` transforms (an ``autograd.Function`` without a vmap rule), unbatched or integer inputs,
@@ -43,6 +43,10 @@ def _pool_with_indices(x: Tensor) -> tuple[Tensor, Tensor]:
     right_in_top = top_right > top_left
     right_in_bottom = bottom_right > bottom_left
     down = bottom > top
+    if values.isnan().any():  # torch's kernel takes a NaN over anything, and a later NaN over an earlier one
+        right_in_top |= top_right.isnan()
+        right_in_bottom |= bottom_right.isnan()
+        down |= bottom.isnan()
     right = right_in_top ^ (down & (right_in_top ^ right_in_bottom))
     width = x.shape[-1]
     rows = torch.arange(values.shape[-2], device=x.device)[:, None] * (2 * width)
