@@ -29,7 +29,6 @@ import torch
 
 import peers
 from fastadapt.algorithms import meta_gradient
-from fastadapt.models import _pool
 
 
 def variants(config: str, tasks: int) -> dict[str, Callable[[], object]]:
@@ -40,12 +39,8 @@ def variants(config: str, tasks: int) -> dict[str, Callable[[], object]]:
     stock = peers.StockConv4(model)
 
     def torch_pool() -> object:
-        kept = _pool._NUMEL_RANGE
-        _pool._NUMEL_RANGE = (2**62, 2**62)  # no tensor is in range: every pool goes to F.max_pool2d
-        try:
+        with peers.torch_pooling():
             return meta_gradient(algo, params, batch, "loop")
-        finally:
-            _pool._NUMEL_RANGE = kept
 
     return {
         "fastadapt": lambda: meta_gradient(algo, params, batch, "loop"),

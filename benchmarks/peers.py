@@ -15,7 +15,7 @@ first-order MAML at 5 (``maml_fo_5``), second-order ANIL at 5 (``anil_so_5``; th
 body's features, as fastadapt does), fastadapt's iMAML at 5 and 10 steps (no peer has one), and second-order
 MAML at 10 steps on 5-shot tasks (``maml_so_10_5shot``), where the support passes dominate memory.
 ``fastadapt-checkpoint`` is second-order MAML with ``checkpoint_inner=True``.
-The peers run on the Conv4 their users build (``stock_conv4``: learn2learn's ``OmniglotCNN`` block order, conv ->
+The peers run on the Conv4 their users build (``StockConv4``: learn2learn's ``OmniglotCNN`` block order, conv ->
 ``nn.BatchNorm2d`` -> ``nn.ReLU`` -> ``nn.MaxPool2d``, torch's own layers) with fastadapt's weights; fastadapt runs
 its own ``Conv4`` (the same function: it pools before the activation, and pools without torch's NCHW kernel).
 ``--peer-model fastadapt`` runs the peers on fastadapt's ``Conv4`` instead, which splits a difference into the
@@ -32,13 +32,14 @@ from this one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastadapt.algorithms import ANIL, IMAML, MAML, Algorithm, meta_gradient
-from fastadapt.models import Conv4
+from fastadapt.models import Conv4, _pool
 from fastadapt.tasks import TaskBatch
 from meta_throughput import LR, META_BATCH, WAYS, omniglot_batch, reset_peak, run_worker, status_mb
 
@@ -90,6 +91,18 @@ class StockConv4(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(x))
+
+
+@contextlib.contextmanager
+def torch_pooling() -> Iterator[None]:
+    """fastadapt's models with torch's own ``F.max_pool2d`` inside: no tensor is in ``max_pool_2x2``'s size
+    range, so every pool takes torch's kernel (the "before" of that change)."""
+    kept = _pool._NUMEL_RANGE
+    _pool._NUMEL_RANGE = (2**62, 2**62)
+    try:
+        yield
+    finally:
+        _pool._NUMEL_RANGE = kept
 
 
 def libraries(config: str) -> tuple[str, ...]:
@@ -340,12 +353,13 @@ def targets(report: dict[str, Any]) -> dict[str, float]:
         ),
     }
     for name, (a, b) in pairs.items():
+        one_cell_speed = a[0] == b[0] and a[1] == fast and a[2] == b[2] == speed
+        paired = report.get(a[0], {}).get("speedup", {}).get(b[1]) if one_cell_speed else None
         x, y = get(*a), get(*b)
-        if x is not None and y:
+        if paired is not None:  # one cell, both libraries: the within-round ratio, as in ``speedup``
+            out[name] = paired
+        elif x is not None and y:
             out[name] = x / y
-        paired = report.get(a[0], {}).get("speedup", {}).get(b[1])
-        if a[0] == b[0] and a[2] == b[2] == speed and a[1] == fast and paired is not None:
-            out[name] = paired  # one cell, both libraries: the within-round ratio, as in ``speedup``
     return out
 
 

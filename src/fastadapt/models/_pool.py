@@ -34,7 +34,8 @@ def _window_corners(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def _pool_with_indices(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Values and flat ``h * W + w`` indices of each window's first maximum (row-major), as torch returns them."""
+    """Values and flat ``h * W + w`` indices of each window's first maximum (row-major) or last NaN, as torch
+    returns them."""
     top_left, top_right, bottom_left, bottom_right = _window_corners(x)
     top = torch.maximum(top_left, top_right)
     bottom = torch.maximum(bottom_left, bottom_right)
